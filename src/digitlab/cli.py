@@ -1,0 +1,106 @@
+"""The `digitlab` command: parse, build the config, call one function per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from digitlab import __version__
+from digitlab.errors import DigitlabError
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting, e.g. --set optim.lr=3e-3 (repeatable)")
+    p.add_argument("--dataset", help="shortcut for --set data.name=... (default: mnist)")
+    p.add_argument("--model", help="shortcut for --set model.name=... (default: seed-mlp)")
+    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N (default: 5)")
+    p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N (default: 42)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--data-dir", help="folder with the dataset files (else $DIGITLAB_DATA, "
+                                      "then the user cache)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="digitlab",
+        description="Train, compare, understand and use handwritten-digit classifiers.")
+    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand without --debug must not reset a --debug given before it
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", parents=[common], help="train a model (defaults: the tutorial's MNIST recipe)",
+                       description="Train a model. With no options this is the tutorial's "
+                                   "recipe: MLP 784-128-64-10, Adam 1e-3, batch 64, 5 epochs.")
+    _add_config_args(p)
+    p.add_argument("--out", help="run directory (default: runs/<time>-<dataset>-<model>)")
+
+    p = sub.add_parser("evaluate", parents=[common], help="re-evaluate a run's saved model on the test split")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--data-dir", help="folder with the dataset files")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+    p = sub.add_parser("bench", parents=[common], help="time the tutorial's pipeline against digitlab's, "
+                                     "side by side")
+    p.add_argument("--epochs", type=int, default=5, help="epochs for both pipelines (default 5)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--dataset", default="mnist", help="dataset for both (default: mnist)")
+    p.add_argument("--data-dir", help="folder with the dataset files")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser
+
+
+def cmd_train(args) -> int:
+    from digitlab.config import build_config
+    from digitlab.training import train
+
+    shortcuts = {name: getattr(args, name) for name in
+                 ("dataset", "model", "epochs", "seed", "device", "data_dir", "out")}
+    cfg, explicit = build_config(args.config, args.sets, shortcuts)
+    # Only a dataset left at its default may fall back to the bundled one when offline.
+    summary = train(cfg, fallback="data.name" not in explicit)
+    return 0 if summary["status"] == "completed" else 1
+
+
+def cmd_evaluate(args) -> int:
+    from digitlab.training.evaluate import evaluate_run
+
+    report = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
+    print(f"{report['dataset']}: test accuracy {100 * report['test_accuracy']:.2f}%, "
+          f"test loss {report['test_loss']:.4f} on {report['num_samples']:,} images "
+          f"-> {args.run_dir}/evaluation.json")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from digitlab.bench import run_bench
+
+    run_bench(epochs=args.epochs, seed=args.seed, dataset=args.dataset,
+              data_dir=args.data_dir, as_json=args.json)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except DigitlabError as e:
+        if args.debug:
+            raise
+        print(f"digitlab: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("digitlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""The in-memory dataset every source returns: uint8 images and int64 labels, train and test."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import torch
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # uint8 [N, 28, 28], 0 = background, 255 = ink (MNIST polarity)
+    labels: torch.Tensor  # int64 [N], class indices
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str  # registry name, e.g. "mnist"
+    title: str  # for people, e.g. "MNIST"
+    train: Split
+    test: Split
+    classes: tuple[str, ...]
+    origin: str  # where the samples came from (a folder, the cache, a package)
+
+
+def cache_dir() -> Path:
+    """digitlab's own cache ($DIGITLAB_CACHE, else the platform's user cache dir)."""
+    env = os.environ.get("DIGITLAB_CACHE")
+    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("digitlab"))

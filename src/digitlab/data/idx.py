@@ -1,0 +1,63 @@
+"""IDX files (the MNIST family's format): parse, checksum."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from digitlab.errors import DataError
+
+IMAGES_MAGIC = 2051  # uint8 images, 3 dims: count, rows, cols
+LABELS_MAGIC = 2049  # uint8 labels, 1 dim: count
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's content, gunzipped when it is a .gz file."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(
+            f"{path} cannot be read ({e}); delete it and fetch the official file again"
+        ) from None
+
+
+def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """An IDX image (N, rows, cols) or label (N,) array of uint8, checked for size and magic."""
+    if len(data) < 8:
+        raise DataError(f"{source} is too short to be an IDX file ({len(data)} bytes)")
+    magic = int.from_bytes(data[0:4], "big")
+    if magic not in (IMAGES_MAGIC, LABELS_MAGIC):
+        raise DataError(
+            f"{source} is not an IDX file (magic number {magic}, expected "
+            f"{IMAGES_MAGIC} for images or {LABELS_MAGIC} for labels)"
+        )
+    ndim = 3 if magic == IMAGES_MAGIC else 1
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{source} has a truncated IDX header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise DataError(
+            f"{source} holds {len(data)} bytes but its header {shape} needs {expected}; "
+            "the file is truncated or corrupt, fetch it again"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    return parse_idx(read_bytes(path), str(path))

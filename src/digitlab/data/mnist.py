@@ -1,0 +1,233 @@
+"""The MNIST family (MNIST, Fashion-MNIST, KMNIST): find, verify, decode, cache, download.
+
+Search order for the folder: data.dir (--data-dir), then $DIGITLAB_DATA, then the user cache.
+In each root we accept the four files directly, torchvision's <root>/<Name>/raw/, or
+<root>/<name>/. A folder the user gave is only read; decoded tensors go to the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+
+from digitlab.data.dataset import Dataset, Split, cache_dir
+from digitlab.data.idx import md5sum, read_idx
+from digitlab.errors import DataError, DataNotFound
+from digitlab.io import atomic_write_bytes
+
+FILES = (  # base names, in torchvision's order: train images, train labels, test images, labels
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+DOWNLOAD_TIMEOUT = 10.0  # seconds per network operation; offline machines fail fast
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # registry name
+    title: str  # for messages
+    folder: str  # torchvision's folder name under root
+    mirrors: tuple[str, ...]
+    gz_md5: dict[str, str]  # official md5 of each .gz, from torchvision
+    raw_md5: dict[str, str]  # md5 of each unpacked file, where published
+    classes: tuple[str, ...]
+
+
+DIGITS = tuple(str(i) for i in range(10))
+
+
+def _table(*md5s: str) -> dict[str, str]:
+    return dict(zip(FILES, md5s))
+
+
+# Official checksums and mirrors, as torchvision lists them (tests check that they agree).
+# Kept here so that a normal run need not import torchvision (about 2 s on a small CPU).
+MNIST = Family(
+    "mnist", "MNIST", "MNIST",
+    ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+    _table("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+           "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+    _table("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
+           "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"),
+    DIGITS,
+)
+FASHION = Family(
+    "fashion-mnist", "Fashion-MNIST", "FashionMNIST",
+    ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    _table("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+           "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+    _table("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+           "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"),
+    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+     "Bag", "Ankle boot"),
+)
+KMNIST = Family(
+    "kmnist", "KMNIST", "KMNIST",
+    ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+    _table("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
+           "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134"),
+    {},  # no published checksums of the unpacked files: those are checked by structure only
+    ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+)
+FAMILIES = {f.name: f for f in (MNIST, FASHION, KMNIST)}
+
+# md5 -> "Fashion-MNIST train-images-idx3-ubyte.gz", to say what a wrong file actually is
+KNOWN = {
+    md5: f"the {f.title} file {base}{ext}"
+    for f in FAMILIES.values()
+    for table, ext in ((f.gz_md5, ".gz"), (f.raw_md5, ""))
+    for base, md5 in table.items()
+}
+
+
+def search_roots(data_dir: str) -> list[tuple[Path | None, str]]:
+    """(root, where it came from) in search order; None for a source that is not set."""
+    env = os.environ.get("DIGITLAB_DATA", "")
+    return [
+        (Path(data_dir).expanduser() if data_dir else None, "data.dir / --data-dir"),
+        (Path(env).expanduser() if env else None, "$DIGITLAB_DATA"),
+        (cache_dir() / "data", "user cache"),
+    ]
+
+
+def _find_file(folder: Path, base: str) -> Path | None:
+    dotted = base.replace("-idx", ".idx")  # some unpackers keep the original "train-images.idx3"
+    for name in (base + ".gz", base, dotted):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _scan(root: Path, family: Family) -> tuple[dict[str, Path] | None, str]:
+    """The four files in one of root's accepted layouts, or None and what was seen."""
+    seen = []
+    for folder in (root, root / family.folder / "raw", root / family.name):
+        found = {base: p for base in FILES if (p := _find_file(folder, base)) is not None}
+        if len(found) == len(FILES):
+            return found, f"found in {folder}"
+        if found:
+            seen.append(f"{folder} has only {', '.join(p.name for p in found.values())}")
+    return None, "; ".join(seen) or "no IDX files there"
+
+
+def verify(files: dict[str, Path], family: Family) -> list[str]:
+    """Check every file against the official md5; return the md5s (the cache key)."""
+    digests = []
+    for base, path in files.items():
+        expected = family.gz_md5[base] if path.suffix == ".gz" else family.raw_md5.get(base)
+        actual = md5sum(path)
+        if expected is not None and actual != expected:
+            what = KNOWN.get(actual, "a corrupt or incomplete copy")
+            raise DataError(
+                f"{path} does not match the official {family.title} file "
+                f"(md5 {actual}, expected {expected}); it is {what}. "
+                f"Replace it with the official {base}.gz, or point --data-dir / "
+                f"DIGITLAB_DATA at a folder that holds the {family.title} files."
+            )
+        digests.append(actual)
+    return digests
+
+
+def _decode(files: dict[str, Path], family: Family, digests: list[str]) -> tuple[Split, Split]:
+    """Decoded splits, from the cache when this exact set of files was decoded before."""
+    key = hashlib.sha1("".join(digests).encode()).hexdigest()[:16]
+    folder = cache_dir() / "tensors" / f"{family.name}-{key}"
+    splits = []
+    for split, (images_base, labels_base) in (("train", FILES[:2]), ("test", FILES[2:])):
+        path = folder / f"{split}.safetensors"
+        tensors = _load_cached(path)
+        if tensors is None:
+            images = torch.from_numpy(read_idx(files[images_base]).copy())
+            labels = torch.from_numpy(read_idx(files[labels_base]).astype("int64"))
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                raise DataError(
+                    f"{files[images_base]} and {files[labels_base]} do not form a split "
+                    f"(images {tuple(images.shape)}, labels {tuple(labels.shape)})"
+                ) from None
+            tensors = {"images": images, "labels": labels}
+            atomic_write_bytes(path, save(tensors))
+        splits.append(Split(tensors["images"], tensors["labels"]))
+    return splits[0], splits[1]
+
+
+def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:
+    if not path.is_file():
+        return None
+    try:
+        return load_file(path)
+    except Exception:  # a damaged cache entry is decoded again, never trusted
+        return None
+
+
+@contextmanager
+def _socket_timeout(seconds: float):
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def download(family: Family) -> Path:
+    """Fetch the four .gz files into the cache with torchvision's mirrors and md5 checks."""
+    from torchvision.datasets.utils import download_url
+
+    target = cache_dir() / "data" / family.name
+    with _socket_timeout(DOWNLOAD_TIMEOUT):
+        for base in FILES:
+            errors = []
+            for mirror in family.mirrors:
+                try:
+                    download_url(mirror + base + ".gz", target, base + ".gz", family.gz_md5[base])
+                    break
+                except Exception as e:  # URLError, timeouts, md5 mismatch (RuntimeError)
+                    errors.append(f"{mirror}: {e}")
+            else:
+                raise OSError("; ".join(errors))
+    return target
+
+
+def not_found_message(family: Family, looked: list[str], reason: str) -> str:
+    names = ", ".join(base + ".gz" for base in FILES)
+    return "\n".join([
+        f"{family.title} was not found and could not be downloaded ({reason}).",
+        "Looked in:",
+        *(f"  - {line}" for line in looked),
+        f"To use {family.title}, put its four official files ({names}) in a folder",
+        "and point DIGITLAB_DATA (or --data-dir) at it, or run once with network access.",
+    ])
+
+
+def load(family: Family, data_dir: str, allow_download: bool) -> Dataset:
+    looked = []
+    for root, origin in search_roots(data_dir):
+        if root is None:
+            looked.append(f"{origin}: not set")
+            continue
+        files, seen = _scan(root, family) if root.is_dir() else (None, "does not exist")
+        if files is not None:
+            train, test = _decode(files, family, verify(files, family))
+            return Dataset(family.name, family.title, train, test, family.classes,
+                           str(next(iter(files.values())).parent))
+        looked.append(f"{root} ({origin}): {seen}")
+    if not allow_download:
+        raise DataNotFound(not_found_message(family, looked, "data.download is off"),
+                           family.name)
+    try:
+        folder = download(family)
+    except OSError as e:
+        reason = f"download failed: {str(e).splitlines()[0][:200]}"
+        raise DataNotFound(not_found_message(family, looked, reason), family.name) from None
+    files, _ = _scan(folder, family)
+    train, test = _decode(files, family, verify(files, family))
+    return Dataset(family.name, family.title, train, test, family.classes, str(folder))

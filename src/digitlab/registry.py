@@ -1,0 +1,49 @@
+"""The one small registry: a name -> builder table that fails loudly."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T", bound=Callable)
+
+
+def closest(name: str, choices: list[str]) -> str:
+    """' (did you mean X?)' for the nearest valid choice, or '' when nothing is close."""
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str):
+        self.kind = kind  # "model", "optimizer", ... used in error messages
+        self._builders: dict[str, T] = {}
+        self._help: dict[str, str] = {}
+
+    def register(self, name: str, help: str = "") -> Callable[[T], T]:
+        def decorator(builder: T) -> T:
+            if name in self._builders:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._builders[name] = builder
+            self._help[name] = help or (builder.__doc__ or "").strip().split("\n")[0]
+            return builder
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        if name not in self._builders:
+            raise KeyError(
+                f"unknown {self.kind} {name!r}{closest(name, self.names())}; "
+                f"choose from {self.names()}"
+            )
+        return self._builders[name]
+
+    def names(self) -> list[str]:
+        return list(self._builders)
+
+    def describe(self, name: str) -> str:
+        return self._help[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._builders

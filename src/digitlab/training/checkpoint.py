@@ -1,0 +1,88 @@
+"""Checkpoints: one safetensors file holding tensors plus JSON metadata. Nothing is pickled.
+
+Tensor keys: "model.<param>" for the weights, "optim.<param id>.<name>" for optimizer state.
+Metadata (the header's "digitlab" entry, JSON): format version, config, epoch, step,
+normalization, class names, and the optimizer's non-tensor state (param groups, scalars).
+The file is written to a temp name and renamed, so it is either the old one or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from digitlab.errors import CheckpointError
+from digitlab.io import atomic_write_bytes
+
+FORMAT = "digitlab-checkpoint-1"
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, values in state["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None, meta: dict) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = dict(meta, format=FORMAT)
+    if optimizer is not None:
+        optim_tensors, meta["optimizer"] = _optimizer_tensors(optimizer)
+        tensors.update(optim_tensors)
+    atomic_write_bytes(path, save(tensors, metadata={"digitlab": json.dumps(meta)}))
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a checkpoint, or a CheckpointError that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; train a run first")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+        meta = json.loads(header["digitlab"])
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} is not a readable digitlab checkpoint ({type(e).__name__}: {e}); "
+            "it may be truncated or corrupt: use another checkpoint or retrain"
+        ) from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} has unknown checkpoint format {meta.get('format')!r}")
+    return tensors, meta
+
+
+def restore_model(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str) -> None:
+    weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(
+            f"{path} does not fit a {type(model).__name__} ({first[-1].strip() if first else e}); "
+            "was it saved from another architecture?"
+        ) from None
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                      meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for key, value in meta["optimizer"]["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})

@@ -1,0 +1,5 @@
+"""Plots and reports."""
+
+from digitlab.viz import plots
+
+__all__ = ["plots"]
