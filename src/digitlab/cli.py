@@ -34,19 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("train", parents=[common], help="train a model (defaults: the tutorial's MNIST recipe)",
+    p = sub.add_parser("train", parents=[common],
+                       help="train a model (defaults: the tutorial's MNIST recipe)",
                        description="Train a model. With no options this is the tutorial's "
                                    "recipe: MLP 784-128-64-10, Adam 1e-3, batch 64, 5 epochs.")
     _add_config_args(p)
     p.add_argument("--out", help="run directory (default: runs/<time>-<dataset>-<model>)")
 
-    p = sub.add_parser("evaluate", parents=[common], help="re-evaluate a run's saved model on the test split")
+    p = sub.add_parser("evaluate", parents=[common],
+                       help="re-evaluate a run's saved model on the test split")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--data-dir", help="folder with the dataset files")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
-    p = sub.add_parser("bench", parents=[common], help="time the tutorial's pipeline against digitlab's, "
-                                     "side by side")
+    p = sub.add_parser("bench", parents=[common],
+                       help="time the tutorial's pipeline against digitlab's, side by side")
     p.add_argument("--epochs", type=int, default=5, help="epochs for both pipelines (default 5)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--dataset", default="mnist", help="dataset for both (default: mnist)")

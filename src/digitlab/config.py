@@ -182,7 +182,8 @@ def _coerce(key: str, value: object, typ: object) -> object:
     if typing.get_origin(typ) is tuple:
         args = typing.get_args(typ)
         if isinstance(value, (list, tuple)) and len(value) == len(args):
-            return tuple(_coerce(f"{key}[{i}]", v, t) for i, (v, t) in enumerate(zip(value, args)))
+            pairs = enumerate(zip(value, args, strict=True))
+            return tuple(_coerce(f"{key}[{i}]", v, t) for i, (v, t) in pairs)
         raise ConfigError(f"{key} must be a list of {len(args)} values, got {value!r}")
     raise TypeError(f"no coercion for {typ}")  # a programming error, not a user one
 

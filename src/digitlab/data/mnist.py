@@ -46,7 +46,7 @@ DIGITS = tuple(str(i) for i in range(10))
 
 
 def _table(*md5s: str) -> dict[str, str]:
-    return dict(zip(FILES, md5s))
+    return dict(zip(FILES, md5s, strict=True))
 
 
 # Official checksums and mirrors, as torchvision lists them (tests check that they agree).

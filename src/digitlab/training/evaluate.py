@@ -90,7 +90,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
         "checkpoint": str(checkpoint),
         "epoch": meta.get("epoch"),
         "device": str(dev),
-        "per_class_accuracy": {c: float(a) for c, a in zip(dataset.classes, per_class)},
+        "per_class_accuracy": dict(zip(dataset.classes, per_class.tolist(), strict=True)),
         "confusion": confusion.tolist(),
     }
     write_json(run_dir / "evaluation.json", report)
