@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "recipe: MLP 784-128-64-10, Adam 1e-3, batch 64, 5 epochs.")
     _add_config_args(p)
     p.add_argument("--out", help="run directory (default: runs/<time>-<dataset>-<model>)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue RUN_DIR from its last checkpoint, in place (with --epochs N "
+                        "to extend it); other settings come from RUN_DIR/config.toml")
+
+    p = sub.add_parser("list", parents=[common],
+                       help="list models, activations, losses, optimizers, schedulers, datasets")
+    p.add_argument("--json", action="store_true", help="print the names as JSON")
 
     p = sub.add_parser("evaluate", parents=[common],
                        help="re-evaluate a run's saved model on the test split")
@@ -59,8 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args) -> int:
     from digitlab.config import build_config
+    from digitlab.errors import UsageError
     from digitlab.training import train
+    from digitlab.training.setup import resume_config
 
+    if args.resume:
+        others = [f"--{name.replace('_', '-')}" for name in
+                  ("config", "dataset", "model", "seed", "device", "data_dir", "out")
+                  if getattr(args, name)] + (["--set"] if args.sets else [])
+        if others:
+            raise UsageError(f"--resume continues a run with its own config; it takes only "
+                             f"--epochs, not {' '.join(others)}")
+        summary = train(resume_config(args.resume, args.epochs), resume=True)
+        return 0 if summary["status"] == "completed" else 1
     shortcuts = {name: getattr(args, name) for name in
                  ("dataset", "model", "epochs", "seed", "device", "data_dir", "out")}
     cfg, explicit = build_config(args.config, args.sets, shortcuts)
@@ -87,7 +105,19 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench}
+def cmd_list(args) -> int:
+    from digitlab.catalog import catalog, print_catalog
+
+    if args.json:
+        import json
+
+        print(json.dumps({kind: list(entries) for kind, entries in catalog().items()}, indent=2))
+    else:
+        print_catalog()
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench, "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,12 @@ def _check(ok: bool, key: str, allowed: str, value: object) -> None:
         raise ConfigError(f"{key} must be {allowed}, got {value!r}")
 
 
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}"
+                          f"{closest(value, list(choices))}")
+
+
 def _check_name(registry, key: str, value: str) -> None:
     if value not in registry:
         raise ConfigError(
@@ -37,7 +43,7 @@ def _check_name(registry, key: str, value: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "mnist"  # dataset source; see `digitlab.data.SOURCES`
+    name: str = "mnist"  # dataset source; see `digitlab list`
     dir: str = ""  # folder with the four IDX files; "" = $DIGITLAB_DATA, then the user cache
     download: bool = True  # fetch from the official mirrors (md5-checked) when nothing is found
     mean: float = 0.1307  # Normalize mean, in pixel units / 255 (MNIST train mean)
@@ -46,6 +52,11 @@ class DataConfig:
     test_batch_size: int = 1000  # images per evaluation batch; affects speed only
     loader: str = "device"  # "device": one tensor on the device; "torch": Dataset + DataLoader
     num_workers: int = 0  # DataLoader worker processes (loader = "torch" only)
+    val_size: float = 0.0  # held out from train for validation: a fraction (<1) or a count
+    imbalance_ratio: float = 1.0  # >1 makes a long-tailed train set: largest/smallest class
+    imbalance_profile: str = "exponential"  # class sizes fall "exponential"ly or in a "step"
+    balance: str = "none"  # "none", "weights" (in the loss), "sampler", "lecun" (equal batches)
+    balance_finetune_epochs: int = 0  # last N epochs at the true class frequencies
 
     def __post_init__(self):
         from digitlab.data import SOURCES
@@ -55,25 +66,83 @@ class DataConfig:
         _check(self.batch_size >= 1, "data.batch_size", "an integer >= 1", self.batch_size)
         _check(self.test_batch_size >= 1, "data.test_batch_size", "an integer >= 1",
                self.test_batch_size)
-        _check(self.loader in ("device", "torch"), "data.loader", "'device' or 'torch'",
-               self.loader)
+        _check_choice("data.loader", self.loader, ("device", "torch"))
         _check(self.num_workers >= 0, "data.num_workers", "an integer >= 0", self.num_workers)
+        _check(self.val_size >= 0 and (self.val_size < 1 or self.val_size == int(self.val_size)),
+               "data.val_size", "a fraction in [0, 1) or a whole count", self.val_size)
+        _check(self.imbalance_ratio >= 1, "data.imbalance_ratio", ">= 1 (1 = balanced)",
+               self.imbalance_ratio)
+        _check_choice("data.imbalance_profile", self.imbalance_profile, ("exponential", "step"))
+        _check_choice("data.balance", self.balance, ("none", "weights", "sampler", "lecun"))
+        _check(self.balance_finetune_epochs >= 0, "data.balance_finetune_epochs", ">= 0",
+               self.balance_finetune_epochs)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "seed-mlp"  # architecture; see `digitlab.models.MODELS`
+    name: str = "seed-mlp"  # architecture; see `digitlab list`
+    activation: str = "relu"  # hidden activation of every model; see `digitlab list`
+    hidden: tuple[int, ...] = (128, 64)  # "mlp": hidden layer widths
+    channels: tuple[int, ...] = (32, 64)  # "cnn": conv block widths; "resnet": stage widths
+    kernel_size: int = 3  # "cnn": convolution kernel (odd)
+    pool: str = "max"  # "cnn": "max" or "avg" 2x2 pooling
+    dropout: float = 0.0  # drop probability before the classifier (and after each mlp layer)
+    batchnorm: bool = False  # "mlp", "cnn": batch norm after each linear/conv layer
+    init: str = "default"  # "default" (PyTorch's), "kaiming", "xavier", "orthogonal"
+    negative_slope: float = 0.01  # leakyrelu
+    rrelu_lower: float = 0.125  # rrelu: random slope range in training (lower, upper)
+    rrelu_upper: float = 0.3333333333333333
+    prelu_per_channel: bool = False  # prelu: one learned slope per channel instead of one
+    softplus_beta: float = 1.0  # softplus sharpness
+    softplus_threshold: float = 20.0  # softplus: linear above this beta * x
+    alpha: float = 1.0  # elu, celu
+    gelu_approximate: str = "none"  # gelu: "none" (exact erf) or "tanh"
+    hardtanh_min: float = -1.0  # hardtanh clip range
+    hardtanh_max: float = 1.0
+    threshold: float = 0.1  # threshold: inputs at or below this ...
+    threshold_value: float = 0.0  # ... are replaced by this
+    shrink_lambda: float = 0.5  # softshrink, hardshrink band half-width
 
     def __post_init__(self):
-        from digitlab.models import MODELS
+        from digitlab.models import ACTIVATIONS, INIT_SCHEMES, MODELS
 
         _check_name(MODELS, "model.name", self.name)
+        _check_name(ACTIVATIONS, "model.activation", self.activation)
+        _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "model.hidden",
+               "a non-empty list of widths >= 1", self.hidden)
+        _check(1 <= len(self.channels) <= 4 and all(c >= 1 for c in self.channels),
+               "model.channels", "1 to 4 widths >= 1", self.channels)
+        _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "model.kernel_size",
+               "an odd integer >= 1", self.kernel_size)
+        _check_choice("model.pool", self.pool, ("max", "avg"))
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
+        _check_choice("model.init", self.init, INIT_SCHEMES)
+        _check(0.0 <= self.rrelu_lower <= self.rrelu_upper, "model.rrelu_lower",
+               "<= model.rrelu_upper and >= 0", self.rrelu_lower)
+        _check(self.softplus_beta > 0, "model.softplus_beta", "> 0", self.softplus_beta)
+        _check(self.alpha > 0, "model.alpha", "> 0", self.alpha)
+        _check_choice("model.gelu_approximate", self.gelu_approximate, ("none", "tanh"))
+        _check(self.hardtanh_min < self.hardtanh_max, "model.hardtanh_min",
+               "< model.hardtanh_max", self.hardtanh_min)
+        _check(self.shrink_lambda >= 0, "model.shrink_lambda", ">= 0", self.shrink_lambda)
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    name: str = "cross-entropy"  # see `digitlab.training.losses.LOSSES`
+    name: str = "cross-entropy"  # see `digitlab list`
     label_smoothing: float = 0.0  # share of target mass spread over all classes, 0..1
+    class_weights: tuple[float, ...] = ()  # one weight per class; () = all equal
+    ignore_index: int = -100  # cross-entropy, nll: targets with this label are skipped
+    pos_weight: float = 1.0  # bce: weight of the positive (one-hot 1) terms
+    smooth_l1_beta: float = 1.0  # smooth-l1: where it switches from quadratic to linear
+    margin: float = 1.0  # multi-margin hinge margin
+    margin_p: int = 1  # multi-margin: 1 (hinge) or 2 (squared hinge)
+    focal_gamma: float = 2.0  # focal: down-weights easy examples by (1 - p)^gamma
+    focal_alpha: float = 1.0  # focal: overall weight (per-class weights: class_weights)
+    teacher: str = ""  # kl-div: RUN_DIR of a trained teacher; "" = smoothed one-hot targets
+    distill_temperature: float = 4.0  # kl-div with a teacher: softens both distributions
+    temperature: float = 1.0  # softmax temperature beta: the loss sees beta * logits
+    temperature_final: float = 1.0  # beta at the end of training (annealed linearly per step)
 
     def __post_init__(self):
         from digitlab.training.losses import LOSSES
@@ -81,35 +150,87 @@ class LossConfig:
         _check_name(LOSSES, "loss.name", self.name)
         _check(0.0 <= self.label_smoothing < 1.0, "loss.label_smoothing", "in [0, 1)",
                self.label_smoothing)
+        _check(all(w >= 0 for w in self.class_weights), "loss.class_weights",
+               "non-negative numbers", self.class_weights)
+        _check(self.pos_weight > 0, "loss.pos_weight", "> 0", self.pos_weight)
+        _check(self.smooth_l1_beta > 0, "loss.smooth_l1_beta", "> 0", self.smooth_l1_beta)
+        _check(self.margin_p in (1, 2), "loss.margin_p", "1 or 2", self.margin_p)
+        _check(self.focal_gamma >= 0, "loss.focal_gamma", ">= 0", self.focal_gamma)
+        _check(self.focal_alpha > 0, "loss.focal_alpha", "> 0", self.focal_alpha)
+        _check(self.distill_temperature > 0, "loss.distill_temperature", "> 0",
+               self.distill_temperature)
+        _check(self.temperature > 0, "loss.temperature", "> 0", self.temperature)
+        _check(self.temperature_final > 0, "loss.temperature_final", "> 0",
+               self.temperature_final)
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = "adam"  # see `digitlab.training.optim.OPTIMIZERS`
-    lr: float = 1e-3  # learning rate
-    betas: tuple[float, float] = (0.9, 0.999)  # Adam-family moment decay rates
-    eps: float = 1e-8  # Adam-family denominator guard
+    name: str = "adam"  # see `digitlab list`
+    lr: float = 1e-3  # learning rate (the peak for sched.name = "onecycle")
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam family: moment decay rates
+    eps: float = 1e-8  # Adam family, rmsprop, adagrad, adadelta: denominator guard
     weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
-    momentum: float = 0.0  # SGD momentum
+    decay_bias_norm: bool = True  # false: no weight decay on biases and norm parameters
+    momentum: float = 0.0  # sgd, rmsprop
+    nesterov: bool = False  # sgd: Nesterov momentum (needs momentum > 0, dampening 0)
+    dampening: float = 0.0  # sgd
+    amsgrad: bool = False  # adam, adamw: keep the max of past squared gradients
+    alpha: float = 0.99  # rmsprop: smoothing constant of the squared-gradient average
+    centered: bool = False  # rmsprop: normalize by the gradient's variance estimate
+    rho: float = 0.9  # adadelta: decay of the running averages
+    lr_decay: float = 0.0  # adagrad
+    initial_accumulator_value: float = 0.0  # adagrad
+    momentum_decay: float = 0.004  # nadam
+    etas: tuple[float, float] = (0.5, 1.2)  # rprop: step-size (decrease, increase) factors
+    step_sizes: tuple[float, float] = (1e-6, 50.0)  # rprop: (min, max) step size
+    lambd: float = 1e-4  # asgd: decay term
+    asgd_alpha: float = 0.75  # asgd: power for eta update
+    t0: float = 1e6  # asgd: step at which averaging starts
+    max_iter: int = 20  # lbfgs: iterations per optimizer step
+    history_size: int = 100  # lbfgs: remembered curvature pairs
+    line_search: str = "strong_wolfe"  # lbfgs: "strong_wolfe" or "none"
 
     def __post_init__(self):
         from digitlab.training.optim import OPTIMIZERS
 
         _check_name(OPTIMIZERS, "optim.name", self.name)
         _check(math.isfinite(self.lr) and self.lr > 0, "optim.lr", "a number > 0", self.lr)
-        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
-               "optim.betas", "two numbers in [0, 1)", self.betas)
+        _check(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", "two numbers in [0, 1)",
+               self.betas)
         _check(self.eps > 0, "optim.eps", "> 0", self.eps)
         _check(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
         _check(0.0 <= self.momentum < 1.0, "optim.momentum", "in [0, 1)", self.momentum)
+        _check(not self.nesterov or (self.momentum > 0 and self.dampening == 0),
+               "optim.nesterov", "used with momentum > 0 and dampening = 0", self.nesterov)
+        _check(0.0 <= self.alpha <= 1.0, "optim.alpha", "in [0, 1]", self.alpha)
+        _check(0.0 <= self.rho <= 1.0, "optim.rho", "in [0, 1]", self.rho)
+        _check(0 < self.etas[0] < 1 < self.etas[1], "optim.etas", "(0 < decrease < 1 < increase)",
+               self.etas)
+        _check(0 < self.step_sizes[0] < self.step_sizes[1], "optim.step_sizes",
+               "(0 < min < max)", self.step_sizes)
+        _check(self.max_iter >= 1, "optim.max_iter", "an integer >= 1", self.max_iter)
+        _check(self.history_size >= 1, "optim.history_size", "an integer >= 1",
+               self.history_size)
+        _check_choice("optim.line_search", self.line_search, ("strong_wolfe", "none"))
 
 
 @dataclass(frozen=True)
 class SchedConfig:
-    name: str = "none"  # learning-rate schedule; see `digitlab.training.optim.SCHEDULERS`
-    step_size: int = 1  # "step": epochs between decays
-    gamma: float = 0.1  # "step": lr multiplier at each decay
-    min_lr: float = 0.0  # "cosine": lr reached at the last epoch
+    name: str = "none"  # learning-rate schedule; see `digitlab list`
+    step_size: int = 1  # step: epochs between decays
+    gamma: float = 0.1  # step, multistep, exponential: lr multiplier per decay / per epoch
+    milestones: tuple[int, ...] = ()  # multistep: epochs at which to decay
+    min_lr: float = 0.0  # cosine, cosine-warm-restarts: the floor of the lr
+    restart_epochs: int = 1  # cosine-warm-restarts: length of the first cycle, in epochs
+    restart_mult: int = 1  # cosine-warm-restarts: each cycle is this many times longer
+    factor: float = 0.1  # plateau: lr multiplier when validation loss stalls
+    patience: int = 2  # plateau: epochs without improvement before decaying
+    pct_start: float = 0.3  # onecycle: share of the steps spent rising to optim.lr
+    div_factor: float = 25.0  # onecycle: starting lr = optim.lr / div_factor
+    final_div_factor: float = 1e4  # onecycle: final lr = starting lr / final_div_factor
+    warmup_epochs: float = 0.0  # linear warmup in front of the schedule, per step (0 = none)
+    warmup_start_factor: float = 0.1  # warmup starts at optim.lr * this
 
     def __post_init__(self):
         from digitlab.training.optim import SCHEDULERS
@@ -117,16 +238,44 @@ class SchedConfig:
         _check_name(SCHEDULERS, "sched.name", self.name)
         _check(self.step_size >= 1, "sched.step_size", "an integer >= 1", self.step_size)
         _check(0.0 < self.gamma <= 1.0, "sched.gamma", "in (0, 1]", self.gamma)
+        _check(list(self.milestones) == sorted(set(self.milestones)) and
+               all(m >= 1 for m in self.milestones), "sched.milestones",
+               "increasing epoch numbers >= 1", self.milestones)
         _check(self.min_lr >= 0, "sched.min_lr", ">= 0", self.min_lr)
+        _check(self.restart_epochs >= 1, "sched.restart_epochs", "an integer >= 1",
+               self.restart_epochs)
+        _check(self.restart_mult >= 1, "sched.restart_mult", "an integer >= 1",
+               self.restart_mult)
+        _check(0.0 < self.factor < 1.0, "sched.factor", "in (0, 1)", self.factor)
+        _check(self.patience >= 0, "sched.patience", ">= 0", self.patience)
+        _check(0.0 < self.pct_start < 1.0, "sched.pct_start", "in (0, 1)", self.pct_start)
+        _check(self.div_factor >= 1, "sched.div_factor", ">= 1", self.div_factor)
+        _check(self.final_div_factor >= 1, "sched.final_div_factor", ">= 1",
+               self.final_div_factor)
+        _check(self.warmup_epochs >= 0, "sched.warmup_epochs", ">= 0", self.warmup_epochs)
+        _check(0.0 < self.warmup_start_factor <= 1.0, "sched.warmup_start_factor", "in (0, 1]",
+               self.warmup_start_factor)
+        _check(not (self.name == "onecycle" and self.warmup_epochs > 0), "sched.warmup_epochs",
+               "0 with onecycle (it has its own warmup: sched.pct_start)", self.warmup_epochs)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 5  # full passes over the training split
-    seed: int = 42  # seeds init, shuffling and the fallback split; same seed, same run (CPU)
+    seed: int = 42  # seeds init, shuffling, splits and dropout; same seed, same run (CPU)
     device: str = "auto"  # "auto" = cuda, then mps, then cpu; or e.g. "cpu", "cuda:1"
     log_interval: int = 100  # print the batch loss every N batches (a host sync each time)
     out: str = ""  # run directory; "" = runs/<timestamp>-<dataset>-<model>
+    amp: str = "off"  # autocast: "off", "bf16" (CPU and CUDA), "fp16" (CUDA, with GradScaler)
+    clip_norm: float = 0.0  # clip the global gradient norm to this (0 = off)
+    clip_value: float = 0.0  # clip each gradient element to +-this (0 = off)
+    accum_steps: int = 1  # batches whose gradients add up before one optimizer step
+    compile: bool = False  # torch.compile the model (pays off on GPUs; measure on CPUs)
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+    early_stop_patience: int = 0  # stop after N epochs without improvement (0 = off)
+    monitor: str = "val_loss"  # early stopping and "best" checkpoint: val_/test_ loss/accuracy
+    mode: str = "auto"  # "min", "max", or "auto" (max for accuracy, min for loss)
+    min_delta: float = 0.0  # the smallest change that counts as an improvement
 
     def __post_init__(self):
         _check(self.epochs >= 1, "train.epochs", "an integer >= 1", self.epochs)
@@ -135,6 +284,16 @@ class TrainConfig:
                self.log_interval)
         ok = self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")
         _check(ok, "train.device", "'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'", self.device)
+        _check_choice("train.amp", self.amp, ("off", "bf16", "fp16"))
+        _check(self.clip_norm >= 0, "train.clip_norm", ">= 0 (0 = off)", self.clip_norm)
+        _check(self.clip_value >= 0, "train.clip_value", ">= 0 (0 = off)", self.clip_value)
+        _check(self.accum_steps >= 1, "train.accum_steps", "an integer >= 1", self.accum_steps)
+        _check(self.early_stop_patience >= 0, "train.early_stop_patience", ">= 0",
+               self.early_stop_patience)
+        _check_choice("train.monitor", self.monitor,
+                      ("val_loss", "val_accuracy", "test_loss", "test_accuracy"))
+        _check_choice("train.mode", self.mode, ("auto", "min", "max"))
+        _check(self.min_delta >= 0, "train.min_delta", ">= 0", self.min_delta)
 
 
 @dataclass(frozen=True)
@@ -181,6 +340,10 @@ def _coerce(key: str, value: object, typ: object) -> object:
         raise ConfigError(f"{key} must be a string, got {value!r}")
     if typing.get_origin(typ) is tuple:
         args = typing.get_args(typ)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]: any length
+            if isinstance(value, (list, tuple)):
+                return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+            raise ConfigError(f"{key} must be a list, got {value!r}")
         if isinstance(value, (list, tuple)) and len(value) == len(args):
             pairs = enumerate(zip(value, args, strict=True))
             return tuple(_coerce(f"{key}[{i}]", v, t) for i, (v, t) in pairs)

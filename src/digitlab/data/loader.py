@@ -13,13 +13,18 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
+from digitlab.data.balance import epoch_permutation, lecun_batch_size, lecun_order, weighted_order
 from digitlab.data.dataset import Split
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order of epoch `epoch`; depends only on (seed, epoch), so a resumed run matches."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen)
+def epoch_order(labels: torch.Tensor, seed: int, epoch: int, balance: str = "none",
+                num_classes: int = 10, batch_size: int = 64) -> torch.Tensor:
+    """The sample order of one epoch: a permutation, or a class-balanced draw."""
+    if balance == "sampler":
+        return weighted_order(labels, num_classes, seed, epoch)
+    if balance == "lecun":
+        return lecun_order(labels, num_classes, batch_size, seed, epoch)
+    return epoch_permutation(len(labels), seed, epoch)
 
 
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -28,50 +33,74 @@ def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return out.div_(255.0).sub_(mean).div_(std).unsqueeze(1)
 
 
-class DeviceLoader:
-    """Every sample once per epoch, last partial batch kept, seeded order (shuffle=True)."""
+class Batching:
+    """What both loaders share: the epoch counter, the balance mode, and the order they imply.
 
-    def __init__(self, split: Split, batch_size: int, device: torch.device, mean: float,
-                 std: float, shuffle: bool, seed: int = 0):
-        self.images = normalize(split.images.to(device), mean, std)  # one copy, on the device
-        self.labels = split.labels.to(device)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
+    `balance` may be switched between epochs (balanced epochs, then true-frequency fine-tuning).
+    """
+
+    def __init__(self, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
+                 balance: str, num_classes: int):
+        self.cpu_labels = labels.cpu()
+        self.requested_batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.balance, self.num_classes, self.epoch = balance, num_classes, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def batch_size(self) -> int:
+        if self.balance == "lecun":
+            return lecun_batch_size(self.requested_batch_size, self.num_classes)
+        return self.requested_batch_size
+
+    def order(self) -> torch.Tensor | None:
+        """This epoch's sample indices (None: the stored order, for evaluation)."""
+        if not self.shuffle:
+            return None
+        return epoch_order(self.cpu_labels, self.seed, self.epoch, self.balance,
+                           self.num_classes, self.requested_batch_size)
+
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        n = len(self.cpu_labels)
+        if self.shuffle and self.balance == "lecun":
+            n = len(self.order())
+        return math.ceil(n / self.batch_size)
+
+
+class DeviceLoader(Batching):
+    """Every sample once per epoch, last partial batch kept, seeded order (shuffle=True)."""
+
+    def __init__(self, split: Split, batch_size: int, device: torch.device, mean: float,
+                 std: float, shuffle: bool, seed: int = 0, balance: str = "none",
+                 num_classes: int = 10):
+        super().__init__(split.labels, batch_size, shuffle, seed, balance, num_classes)
+        self.images = normalize(split.images.to(device), mean, std)  # one copy, on the device
+        self.labels = split.labels.to(device)
 
     def __iter__(self):
-        n, bs = len(self.labels), self.batch_size
-        if not self.shuffle:  # contiguous slices are views: no copy at all
-            for start in range(0, n, bs):
+        bs, order = self.batch_size, self.order()
+        if order is None:  # contiguous slices are views: no copy at all
+            for start in range(0, len(self.labels), bs):
                 yield self.images[start:start + bs], self.labels[start:start + bs]
             return
-        order = epoch_permutation(n, self.seed, self.epoch).to(self.images.device)
-        for start in range(0, n, bs):
+        order = order.to(self.images.device)
+        for start in range(0, len(order), bs):
             idx = order[start:start + bs]
             yield self.images[idx], self.labels[idx]
 
 
-class EpochSampler(Sampler):
-    """DataLoader sampler drawing the same per-epoch permutation as DeviceLoader."""
+class OrderSampler(Sampler):
+    """A DataLoader sampler that yields the Batching's order, so both loaders agree."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __init__(self, batching: Batching):
+        self.batching = batching
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.batching.order())
 
     def __iter__(self):
-        return iter(epoch_permutation(self.n, self.seed, self.epoch).tolist())
+        return iter(self.batching.order().tolist())
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -94,32 +123,31 @@ class ImageDataset(torch.utils.data.Dataset):
         return self.transform(image), int(self.labels[index])
 
 
-class TorchLoader:
-    """The tutorial's DataLoader, with set_epoch so its order matches DeviceLoader's."""
+class TorchLoader(Batching):
+    """The tutorial's Dataset + DataLoader, drawing the same order as DeviceLoader."""
 
     def __init__(self, split: Split, batch_size: int, device: torch.device, mean: float,
-                 std: float, shuffle: bool, seed: int = 0, num_workers: int = 0):
-        dataset = ImageDataset(split, mean, std)
-        self.sampler = EpochSampler(len(dataset), seed) if shuffle else None
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler,
-                                 num_workers=num_workers, pin_memory=device.type == "cuda")
-        self.device = device
-
-    def set_epoch(self, epoch: int) -> None:
-        if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.loader)
+                 std: float, shuffle: bool, seed: int = 0, balance: str = "none",
+                 num_classes: int = 10, num_workers: int = 0):
+        super().__init__(split.labels, batch_size, shuffle, seed, balance, num_classes)
+        self.dataset = ImageDataset(split, mean, std)
+        self.num_workers, self.device = num_workers, device
 
     def __iter__(self):
-        for images, labels in self.loader:
+        # Built per epoch: the batch size depends on the balance mode, which may change.
+        loader = DataLoader(self.dataset, batch_size=self.batch_size,
+                            sampler=OrderSampler(self) if self.shuffle else None,
+                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+        for images, labels in loader:
             yield (images.to(self.device, non_blocking=True),
                    labels.to(self.device, non_blocking=True))
 
 
 def make_loader(split: Split, kind: str, batch_size: int, device: torch.device, mean: float,
-                std: float, shuffle: bool, seed: int = 0, num_workers: int = 0):
+                std: float, shuffle: bool, seed: int = 0, num_workers: int = 0,
+                balance: str = "none", num_classes: int = 10):
     if kind == "device":
-        return DeviceLoader(split, batch_size, device, mean, std, shuffle, seed)
-    return TorchLoader(split, batch_size, device, mean, std, shuffle, seed, num_workers)
+        return DeviceLoader(split, batch_size, device, mean, std, shuffle, seed, balance,
+                            num_classes)
+    return TorchLoader(split, batch_size, device, mean, std, shuffle, seed, balance,
+                       num_classes, num_workers)

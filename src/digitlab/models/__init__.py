@@ -1,10 +1,18 @@
-"""Models. Each file registers its builders; import them all here so the registry is full."""
+"""Models and activations. Each file registers its builders; importing them all here means the
+registries are full whatever is imported first."""
 
-from digitlab.models import seed_mlp
+# isort: off
+from digitlab.models import seed_mlp  # first, so the default model is listed first
+from digitlab.models import activations, cnn, lenet, mlp, resnet
+# isort: on
+from digitlab.models.activations import ACTIVATIONS, build_activation
+from digitlab.models.init import INIT_SCHEMES
 from digitlab.models.registry import MODELS
 
-__all__ = ["MODELS", "build_model", "seed_mlp"]
+__all__ = ["ACTIVATIONS", "INIT_SCHEMES", "MODELS", "activations", "build_activation",
+           "build_model", "cnn", "lenet", "mlp", "resnet", "seed_mlp"]
 
 
 def build_model(cfg, num_classes: int):
+    """The model named by cfg.name (a ModelConfig), with num_classes outputs."""
     return MODELS.get(cfg.name)(cfg, num_classes)

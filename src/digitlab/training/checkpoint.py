@@ -9,8 +9,10 @@ The file is written to a temp name and renamed, so it is either the old one or t
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
@@ -33,9 +35,38 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
+def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    """Every random generator a run draws from: torch (CPU and each CUDA device), numpy, python."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(keys.astype(np.int64))
+    version, python_state, python_gauss = random.getstate()
+    meta = {"numpy": [kind, int(pos), int(has_gauss), float(gauss)],
+            "python": [version, list(python_state), python_gauss]}
+    return tensors, meta
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    kind, pos, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss,
+                         gauss))
+    version, python_state, python_gauss = meta["python"]
+    random.setstate((version, tuple(python_state), python_gauss))
+
+
 def save_checkpoint(path: str | Path, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None, meta: dict) -> None:
+                    optimizer: torch.optim.Optimizer | None, meta: dict,
+                    extra: dict[str, torch.Tensor] | None = None) -> None:
+    """model.*, optim.* and `extra` tensors (e.g. rng.*), plus JSON metadata, in one file."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     meta = dict(meta, format=FORMAT)
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = _optimizer_tensors(optimizer)

@@ -1,23 +1,25 @@
 """`train(cfg)`: the whole training run, top to bottom.
 
-seed and device -> data -> run directory -> model, loss, optimizer, schedule ->
-for epoch: for images, labels in loader: forward, loss, backward, step -> evaluate,
-log, checkpoint -> plots and summary.
+seed and device -> data -> run directory -> model, loss, optimizer, schedule -> autocast ->
+compile -> resume -> for epoch: for images, labels in loader: forward, loss, backward, clip,
+step -> evaluate, early stopping, checkpoint, log -> plots and summary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import datetime as dt
+import json
 import math
+import os
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.panel import Panel
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -29,18 +31,34 @@ from rich.progress import (
 
 import digitlab
 from digitlab.config import Config, to_toml
-from digitlab.data import SOURCES, Dataset, make_loader
+from digitlab.data import Dataset, make_loader
+from digitlab.data.balance import balancing_weights
 from digitlab.data.loader import normalize
-from digitlab.errors import DataNotFound, TrainingError, UsageError
+from digitlab.errors import ConfigError, TrainingError, UsageError
 from digitlab.io import append_jsonl, atomic_write_text, write_json
 from digitlab.models import build_model
-from digitlab.training.checkpoint import save_checkpoint
+from digitlab.training.checkpoint import (
+    load_checkpoint,
+    restore_model,
+    restore_optimizer,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
 from digitlab.training.evaluate import evaluate, resolve_device
-from digitlab.training.losses import LOSSES
-from digitlab.training.optim import OPTIMIZERS, SCHEDULERS, current_lr
+from digitlab.training.losses import build_loss, looks_like_probabilities, temperature_at
+from digitlab.training.optim import OPTIMIZERS, Schedule, current_lr, is_lbfgs, param_groups
+from digitlab.training.setup import (
+    check_runtime,
+    load_data,
+    load_teacher,
+    make_run_dir,
+    training_splits,
+)
 from digitlab.viz import plots
 
-FALLBACK_DATASET = "digits"  # bundled with scikit-learn, so a fresh offline machine can train
+DOUBLE_SOFTMAX = ("the model's outputs look like probabilities (or log-probabilities), but the "
+                  "loss applies softmax itself: remove the final softmax and return raw logits")
 
 
 def seed_everything(seed: int) -> None:
@@ -49,147 +67,270 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def load_data(cfg: Config, fallback: bool, console: Console) -> tuple[Dataset, Config, str]:
-    """The dataset, the config naming the dataset actually used, and any notice shown."""
-    try:
-        return SOURCES.get(cfg.data.name)(cfg.data), cfg, ""
-    except DataNotFound as e:
-        if not (fallback and cfg.data.name == "mnist"):
-            raise
-        notice = (f"{e}\nFalling back to the bundled '{FALLBACK_DATASET}' dataset "
-                  f"(1,797 small scanned digits) so this run can go on offline.")
-    console.print(Panel(notice, title="MNIST not available", border_style="yellow"))
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=FALLBACK_DATASET))
-    return SOURCES.get(FALLBACK_DATASET)(cfg.data), cfg, notice
-
-
-def make_run_dir(cfg: Config) -> Path:
-    if cfg.train.out:
-        run_dir = Path(cfg.train.out)
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            raise UsageError(f"--out {run_dir} already exists and is not empty; "
-                             "choose a new folder or delete that one")
-    else:
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path("runs") / f"{stamp}-{cfg.data.name}-{cfg.model.name}"
-        run_dir, n = base, 1
-        while run_dir.exists():
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    return run_dir
-
-
 def make_progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                     console=console, disable=not console.is_terminal)
 
 
-def train(cfg: Config, fallback: bool = False, console: Console | None = None) -> dict:
+def monitored(record: dict, monitor: str) -> tuple[str, float]:
+    """The metric early stopping and the best checkpoint follow. Without a validation split a
+    val_* monitor falls back to its test_* twin (fine for looking, not for reporting)."""
+    key = monitor if monitor in record else monitor.replace("val_", "test_")
+    return key, record[key]
+
+
+def improved(value: float, best: float | None, cfg: Config, key: str) -> bool:
+    mode = cfg.train.mode if cfg.train.mode != "auto" else (
+        "max" if key.endswith("accuracy") else "min")
+    if best is None:
+        return True
+    if mode == "max":
+        return value > best + cfg.train.min_delta
+    return value < best - cfg.train.min_delta
+
+
+def train(cfg: Config, fallback: bool = False, console: Console | None = None,
+          resume: bool = False) -> dict:
     """Train with `cfg`; returns the summary also written to RUN_DIR/summary.json.
 
-    fallback: when MNIST was not chosen explicitly and cannot be found or downloaded,
-    train on the bundled `digits` set after a notice instead of failing.
+    fallback: when MNIST was not chosen explicitly and cannot be found or downloaded, train on
+    the bundled `digits` set after a notice instead of failing.
+    resume: continue the run in cfg.train.out from its last checkpoint (see resume_config).
     """
     console = console or Console(highlight=False, soft_wrap=True)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
+    check_runtime(cfg, device)
+    if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
 
+    # ---- data, then the run directory (so bad input writes nothing) -------------------------
     dataset, cfg, notice = load_data(cfg, fallback, console)
     num_classes = len(dataset.classes)
-    run_dir = make_run_dir(cfg)  # only after config and data are known good
-    atomic_write_text(run_dir / "config.toml", to_toml(cfg))
-    console.print(f"digitlab {digitlab.__version__}: {dataset.title} "
-                  f"({len(dataset.train):,} train / {len(dataset.test):,} test, from "
-                  f"{dataset.origin}) | model {cfg.model.name} | device {device} | run {run_dir}")
+    train_split, val = training_splits(dataset, cfg)
+    if resume:
+        run_dir = Path(cfg.train.out)
+    else:
+        run_dir = make_run_dir(cfg)
+        atomic_write_text(run_dir / "config.toml", to_toml(cfg))
+    console.print(f"digitlab {digitlab.__version__}: {dataset.title} ({len(train_split):,} "
+                  f"train{f' / {len(val):,} val' if val else ''} / {len(dataset.test):,} test, "
+                  f"from {dataset.origin}) | model {cfg.model.name} | device {device} | "
+                  f"run {run_dir}")
 
-    train_loader = make_loader(dataset.train, cfg.data.loader, cfg.data.batch_size, device,
+    balance = cfg.data.balance
+    train_loader = make_loader(train_split, cfg.data.loader, cfg.data.batch_size, device,
                                cfg.data.mean, cfg.data.std, shuffle=True, seed=cfg.train.seed,
-                               num_workers=cfg.data.num_workers)
-    test_loader = make_loader(dataset.test, "device", cfg.data.test_batch_size, device,
-                              cfg.data.mean, cfg.data.std, shuffle=False)
+                               num_workers=cfg.data.num_workers,
+                               balance=balance if balance in ("sampler", "lecun") else "none",
+                               num_classes=num_classes)
+    eval_loaders = {name: make_loader(split, "device", cfg.data.test_batch_size, device,
+                                      cfg.data.mean, cfg.data.std, shuffle=False)
+                    for name, split in (("val", val), ("test", dataset.test)) if split}
 
+    # ---- model, loss, optimizer, schedule ----------------------------------------------------
     model = build_model(cfg.model, num_classes).to(device)
-    loss_fn = LOSSES.get(cfg.loss.name)(cfg.loss)
-    optimizer = OPTIMIZERS.get(cfg.optim.name)(model.parameters(), cfg.optim)
-    scheduler = SCHEDULERS.get(cfg.sched.name)(optimizer, cfg.sched, cfg.train.epochs)
-    meta = {"config": dataclasses.asdict(cfg), "model": cfg.model.name, "dataset": dataset.name,
-            "classes": list(dataset.classes), "mean": cfg.data.mean, "std": cfg.data.std}
+    raw_model = model  # checkpoints hold the plain module, not a compiled wrapper
+    weights = balancing_weights(train_split.labels, num_classes) if balance == "weights" else None
+    loss_fn = build_loss(cfg.loss, num_classes, weights).to(device)
+    plain_loss_fn = build_loss(cfg.loss, num_classes).to(device)  # evaluation, fine-tuning
+    teacher = load_teacher(cfg.loss.teacher, device) if cfg.loss.teacher else None
+    optimizer = OPTIMIZERS.get(cfg.optim.name)(param_groups(model, cfg.optim), cfg.optim)
+    lbfgs = is_lbfgs(optimizer)
 
-    epochs, steps = cfg.train.epochs, len(train_loader)
+    epochs, accum = cfg.train.epochs, cfg.train.accum_steps
+    finetune_from = epochs - cfg.data.balance_finetune_epochs if balance != "none" else epochs
+    epoch_batches = []
+    for epoch in range(epochs):  # lecun epochs differ in length from true-frequency ones
+        train_loader.balance = train_loader_balance(balance, epoch, finetune_from)
+        epoch_batches.append(len(train_loader))
+    schedule = Schedule(optimizer, cfg.sched, [math.ceil(n / accum) for n in epoch_batches])
+
+    # ---- autocast; a scaler only for fp16 ----------------------------------------------------
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.train.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.amp == "fp16")
+
+    def autocast():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=amp_dtype)
+
+    if cfg.train.compile:
+        model = torch.compile(model)
+
+    # ---- resume ----------------------------------------------------------------------------
+    state = {"epoch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0,
+             "history": [], "train_seconds": 0.0, "samples": 0}
+    last_path = run_dir / "checkpoints" / "last.safetensors"
     metrics_path = run_dir / "metrics.jsonl"
-    train_seconds, step, history = 0.0, 0, []
+    if resume and last_path.exists():
+        tensors, meta = load_checkpoint(last_path)
+        if meta["epoch"] > epochs:
+            raise UsageError(f"{run_dir} already ran {meta['epoch']} epochs; pass --epochs "
+                             f"{meta['epoch']} or more to continue it")
+        if cfg.sched.name == "onecycle" and meta["config"]["train"]["epochs"] != epochs:
+            raise ConfigError("a onecycle schedule is laid out for a fixed number of epochs; "
+                              "resume it with its original --epochs")
+        restore_model(raw_model, tensors, str(last_path))
+        restore_optimizer(optimizer, tensors, meta)
+        schedule.load_state_dict(meta["schedule"])
+        scaler.load_state_dict(meta["scaler"])
+        restore_rng(tensors, meta["rng"])
+        state = meta["state"]
+        console.print(f"Resuming {run_dir} after epoch {state['epoch']} of {epochs}")
+    if resume:  # the checkpoint is the truth: lines written after it are dropped
+        atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in state["history"]))
+        atomic_write_text(run_dir / "config.toml", to_toml(cfg))  # e.g. the new epoch count
+    meta_base = {"config": dataclasses.asdict(cfg), "model": cfg.model.name,
+                 "dataset": dataset.name, "classes": list(dataset.classes),
+                 "mean": cfg.data.mean, "std": cfg.data.std}
+
+    # ---- the loop --------------------------------------------------------------------------
+    total_steps = sum(epoch_batches)
+    check_every = 1 if device.type == "cpu" else cfg.train.log_interval  # .item() is free on CPU
+    warned = False
+    stop = False
+    optimizer.zero_grad(set_to_none=True)
     with make_progress(console) as progress:
-        epoch_bar = progress.add_task("epochs", total=epochs)
-        batch_bar = progress.add_task("batches", total=steps)
-        for epoch in range(epochs):
-            model.train()
+        epoch_bar = progress.add_task("epochs", total=epochs, completed=state["epoch"])
+        batch_bar = progress.add_task("batches", total=epoch_batches[0])
+        for epoch in range(state["epoch"], epochs):
+            balanced = epoch < finetune_from
+            train_loader.balance = train_loader_balance(balance, epoch, finetune_from)
             train_loader.set_epoch(epoch)
+            criterion = loss_fn if balanced else plain_loss_fn
+            steps = epoch_batches[epoch]
+            model.train()
             progress.reset(batch_bar, total=steps, description=f"epoch {epoch + 1}")
             running_loss = torch.zeros((), device=device)  # summed on the device: no syncs
             correct = torch.zeros((), dtype=torch.long, device=device)
+            seen = 0
             started = time.perf_counter()
             for batch_idx, (images, labels) in enumerate(train_loader):
-                optimizer.zero_grad(set_to_none=True)
-                logits = model(images)
-                loss = loss_fn(logits, labels)
-                loss.backward()
-                optimizer.step()
-                step += 1
+                beta = temperature_at(cfg.loss, state["step"], total_steps)
+                targets = labels
+                if teacher is not None:
+                    with torch.no_grad(), autocast():
+                        targets = teacher(images).float()
 
-                running_loss += loss.detach()
+                if lbfgs:
+                    logits, loss = lbfgs_step(optimizer, model, criterion, images, targets, beta,
+                                              autocast)
+                    schedule.after_batch()
+                else:
+                    with autocast():
+                        logits = model(images)
+                        loss = criterion(logits * beta if beta != 1 else logits, targets)
+                    scaler.scale(loss / accum).backward()
+                    if (batch_idx + 1) % accum == 0 or batch_idx + 1 == steps:
+                        if cfg.train.clip_norm or cfg.train.clip_value:
+                            scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
+                            if cfg.train.clip_norm:
+                                torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                               cfg.train.clip_norm)
+                            if cfg.train.clip_value:
+                                torch.nn.utils.clip_grad_value_(model.parameters(),
+                                                                cfg.train.clip_value)
+                        scaler.step(optimizer)
+                        scaler.update()
+                        optimizer.zero_grad(set_to_none=True)
+                        schedule.after_batch()
+                state["step"] += 1
+
+                # one sync per epoch: does the loss get probabilities instead of logits?
+                if batch_idx == 0 and not warned and looks_like_probabilities(logits):
+                    warned = True
+                    warnings.warn(DOUBLE_SOFTMAX, stacklevel=1)
+                    progress.console.print(f"[yellow]warning:[/yellow] {DOUBLE_SOFTMAX}")
+                running_loss += loss.detach().float() * len(labels)
                 correct += (logits.detach().argmax(dim=1) == labels).sum()
-                if batch_idx % cfg.train.log_interval == 0:
+                seen += len(labels)
+                if batch_idx % check_every == 0 or batch_idx % cfg.train.log_interval == 0:
                     value = loss.item()  # .item() syncs with the device; only on log steps
                     check_finite(value, epoch, batch_idx, run_dir)
-                    progress.console.print(f"Epoch [{epoch + 1}/{epochs}], "
-                                           f"Batch [{batch_idx}/{steps}], Loss: {value:.4f}")
+                    if batch_idx % cfg.train.log_interval == 0:
+                        progress.console.print(f"Epoch [{epoch + 1}/{epochs}], "
+                                               f"Batch [{batch_idx}/{steps}], Loss: {value:.4f}")
                 progress.advance(batch_bar)
             if device.type == "cuda":
                 torch.cuda.synchronize()  # so the epoch time covers the queued kernels
             epoch_seconds = time.perf_counter() - started
-            train_seconds += epoch_seconds
+            state["train_seconds"] += epoch_seconds
+            state["samples"] += seen
 
-            avg_loss = running_loss.item() / steps
+            # ---- end of epoch: evaluate, schedule, early stopping, checkpoint, log ---------
+            avg_loss = running_loss.item() / seen
             check_finite(avg_loss, epoch, steps - 1, run_dir)
-            train_acc = correct.item() / len(dataset.train)
-            test = evaluate(model, test_loader, loss_fn, num_classes)
-            record = {"epoch": epoch + 1, "step": step, "train_loss": avg_loss,
-                      "train_accuracy": train_acc, "test_loss": test["loss"],
-                      "test_accuracy": test["accuracy"], "lr": current_lr(optimizer),
-                      "epoch_seconds": epoch_seconds}
-            if scheduler is not None:
-                scheduler.step()  # every scheduler here steps once per epoch
-            history.append(record)
-            append_jsonl(metrics_path, record)
-            save_checkpoint(run_dir / "checkpoints" / "last.safetensors", model, optimizer,
-                            dict(meta, epoch=epoch + 1, step=step, metrics=record))
-            progress.console.print(
-                f"Epoch {epoch + 1} finished. Average Loss: {avg_loss:.4f} | "
-                f"train acc {100 * train_acc:.2f}% | test loss {test['loss']:.4f}, "
-                f"test acc {100 * test['accuracy']:.2f}% | {epoch_seconds:.1f} s")
-            progress.advance(epoch_bar)
+            record = {"epoch": epoch + 1, "step": state["step"], "train_loss": avg_loss,
+                      "train_accuracy": correct.item() / seen}
+            for name, loader in eval_loaders.items():
+                result = evaluate(model, loader, plain_loss_fn, num_classes)
+                record[f"{name}_loss"], record[f"{name}_accuracy"] = (result["loss"],
+                                                                      result["accuracy"])
+            record.update(lr=current_lr(optimizer), epoch_seconds=epoch_seconds)
+            if beta != 1 or cfg.loss.temperature != 1:
+                record["temperature"] = beta
+            schedule.after_epoch(record.get("val_loss"))
 
+            key, value = monitored(record, cfg.train.monitor)
+            state["epoch"] = epoch + 1
+            state["history"].append(record)
+            is_best = improved(value, state["best"], cfg, key)
+            if is_best:
+                state.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+            rng_tensors, rng_meta = rng_state()
+            meta = dict(meta_base, epoch=epoch + 1, step=state["step"], metrics=record,
+                        state=state, schedule=schedule.state_dict(),
+                        scaler=scaler.state_dict(), rng=rng_meta)
+            if is_best:
+                save_checkpoint(run_dir / "checkpoints" / "best.safetensors", raw_model,
+                                optimizer, meta, rng_tensors)
+            save_checkpoint(last_path, raw_model, optimizer, meta, rng_tensors)
+            append_jsonl(metrics_path, record)  # after the checkpoint: resume rewrites it
+            progress.console.print(epoch_line(record))
+            progress.advance(epoch_bar)
+            patience = cfg.train.early_stop_patience
+            if patience and state["bad_epochs"] >= patience:
+                progress.console.print(f"Early stopping: {key} has not improved for {patience} "
+                                       f"epochs (best {state['best']:.4f} at epoch "
+                                       f"{state['best_epoch']})")
+                stop = True
+                break
+
+    # ---- the end: best weights, final test, figures, summary --------------------------------
+    if cfg.train.early_stop_patience and state["best_epoch"] is not None:
+        best_tensors, _ = load_checkpoint(run_dir / "checkpoints" / "best.safetensors")
+        restore_model(raw_model, best_tensors, "best checkpoint")
+    test = evaluate(model, eval_loaders["test"], plain_loss_fn, num_classes)
     console.print(f"Test Accuracy: {100 * test['accuracy']:.2f}%")
-    save_predictions(model, dataset, cfg, device, run_dir / "plots" / "predictions.png")
+    save_predictions(raw_model, dataset, cfg, device, run_dir / "plots" / "predictions.png")
+    train_seconds = state["train_seconds"]
     summary = {
         "status": "completed",
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
-        "train_loss": history[-1]["train_loss"],
-        "train_accuracy": history[-1]["train_accuracy"],
+        "train_loss": state["history"][-1]["train_loss"] if state["history"] else None,
+        "train_accuracy": state["history"][-1]["train_accuracy"] if state["history"] else None,
         "train_seconds": train_seconds,
-        "samples_per_second": epochs * len(dataset.train) / train_seconds,
-        "epochs": epochs,
-        "steps": step,
+        "samples_per_second": state["samples"] / train_seconds if train_seconds else None,
+        "epochs": state["epoch"],
+        "epochs_planned": epochs,
+        "stopped_early": stop,
+        "best_epoch": state["best_epoch"],
+        "best_metric": {"name": monitored(state["history"][-1], cfg.train.monitor)[0],
+                        "value": state["best"]} if state["history"] else None,
+        "steps": state["step"],
         "dataset": dataset.name,
         "dataset_title": dataset.title,
         "dataset_origin": dataset.origin,
         "dataset_notice": notice,
         "model": cfg.model.name,
-        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "num_parameters": sum(p.numel() for p in raw_model.parameters()),
         "device": str(device),
         "seed": cfg.train.seed,
         "torch_version": torch.__version__,
@@ -198,9 +339,44 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None) -
     }
     write_json(run_dir / "summary.json", summary)
     console.print(f"{dataset.title}: test accuracy {100 * test['accuracy']:.2f}% after "
-                  f"{epochs} epochs, {train_seconds:.1f} s of training "
-                  f"({summary['samples_per_second']:,.0f} samples/s). Run saved to {run_dir}")
+                  f"{state['epoch']} epochs, {train_seconds:.1f} s of training. "
+                  f"Run saved to {run_dir}")
     return summary
+
+
+def lbfgs_step(optimizer, model, criterion, images, targets, beta: float, autocast):
+    """One L-BFGS step: it calls the closure (forward + backward on this batch) up to max_iter
+    times. Returns the logits and loss of the first evaluation, for the epoch statistics."""
+    outputs = []
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            logits = model(images)
+            loss = criterion(logits * beta if beta != 1 else logits, targets)
+        loss.backward()
+        outputs.append((logits, loss))
+        return loss
+
+    optimizer.step(closure)
+    return outputs[0]
+
+
+def train_loader_balance(balance: str, epoch: int, finetune_from: int) -> str:
+    """The loader's order for this epoch: balanced draws, or true frequencies when fine-tuning
+    (and always for "weights", which balances in the loss instead)."""
+    return balance if balance in ("sampler", "lecun") and epoch < finetune_from else "none"
+
+
+def epoch_line(record: dict) -> str:
+    parts = [f"Epoch {record['epoch']} finished. Average Loss: {record['train_loss']:.4f}",
+             f"train acc {100 * record['train_accuracy']:.2f}%"]
+    for name in ("val", "test"):
+        if f"{name}_loss" in record:
+            parts.append(f"{name} loss {record[f'{name}_loss']:.4f}, "
+                         f"{name} acc {100 * record[f'{name}_accuracy']:.2f}%")
+    parts.append(f"{record['epoch_seconds']:.1f} s")
+    return " | ".join(parts)
 
 
 def check_finite(value: float, epoch: int, batch_idx: int, run_dir: Path) -> None:
@@ -210,8 +386,8 @@ def check_finite(value: float, epoch: int, batch_idx: int, run_dir: Path) -> Non
                                           "epoch": epoch + 1, "batch": batch_idx})
     raise TrainingError(
         f"the loss became {value} in epoch {epoch + 1}, batch {batch_idx}; training stopped. "
-        f"Lower optim.lr (e.g. --set optim.lr=1e-4). The last good checkpoint is kept in "
-        f"{run_dir / 'checkpoints'}"
+        f"Lower optim.lr (e.g. --set optim.lr=1e-4) or clip gradients (--set "
+        f"train.clip_norm=1.0). The last good checkpoint is kept in {run_dir / 'checkpoints'}"
     )
 
 
@@ -223,3 +399,4 @@ def save_predictions(model, dataset: Dataset, cfg: Config, device, path: Path) -
     preds = model(normalize(images.to(device), cfg.data.mean, cfg.data.std)).argmax(dim=1).cpu()
     plots.predictions_grid(images, dataset.test.labels[: len(images)], preds, dataset.classes,
                            path)
+

@@ -1,0 +1,108 @@
+"""Splits and class balance: validation hold-out, long-tailed training sets, balanced orders.
+
+Everything here is a pure function of (labels, seed, epoch), so runs and resumes repeat exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from digitlab.data.dataset import Split
+
+VAL_SEED_OFFSET = 7919  # keeps the validation draw independent of the epoch permutations
+IMBALANCE_SEED_OFFSET = 104729
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def val_split(split: Split, val_size: float, seed: int) -> tuple[Split, Split | None]:
+    """(train, val): val_size < 1 is a fraction, otherwise a count, drawn at random (seeded)."""
+    if val_size == 0:
+        return split, None
+    n = len(split)
+    k = round(n * val_size) if val_size < 1 else int(val_size)
+    if not 1 <= k < n:
+        from digitlab.errors import ConfigError
+
+        raise ConfigError(f"data.val_size = {val_size} leaves {n - k} of {n} training samples; "
+                          "choose a smaller fraction or count")
+    order = torch.randperm(n, generator=_gen(seed + VAL_SEED_OFFSET))
+    val, train = order[:k].sort().values, order[k:].sort().values
+    return (Split(split.images[train], split.labels[train]),
+            Split(split.images[val], split.labels[val]))
+
+
+def class_sizes(max_size: int, num_classes: int, ratio: float, profile: str) -> list[int]:
+    """Per-class sizes falling from max_size to max_size / ratio.
+
+    exponential: n_c = max_size * ratio^(-c / (C - 1)); step: the second half of the classes
+    gets max_size / ratio, the first half keeps max_size."""
+    if profile == "step":
+        return [max_size if c < num_classes // 2 else max(1, round(max_size / ratio))
+                for c in range(num_classes)]
+    return [max(1, round(max_size * ratio ** (-c / max(1, num_classes - 1))))
+            for c in range(num_classes)]
+
+
+def make_imbalanced(split: Split, num_classes: int, ratio: float, profile: str,
+                    seed: int) -> Split:
+    """A long-tailed subset of `split` (the same one for the same seed)."""
+    if ratio == 1:
+        return split
+    counts = torch.bincount(split.labels, minlength=num_classes)
+    sizes = class_sizes(int(counts.max()), num_classes, ratio, profile)
+    gen = _gen(seed + IMBALANCE_SEED_OFFSET)
+    keep = []
+    for c in range(num_classes):
+        members = (split.labels == c).nonzero().squeeze(1)
+        members = members[torch.randperm(len(members), generator=gen)]
+        keep.append(members[: min(sizes[c], len(members))])
+    index = torch.cat(keep).sort().values
+    return Split(split.images[index], split.labels[index])
+
+
+def balancing_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """N / (C * n_c): each class contributes equally to the loss in expectation."""
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    return len(labels) / (num_classes * counts.clamp(min=1))
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of epoch `epoch`; depends only on (seed, epoch), so a resumed run matches."""
+    return torch.randperm(n, generator=_gen(seed * 1_000_003 + epoch))
+
+
+def weighted_order(labels: torch.Tensor, num_classes: int, seed: int,
+                   epoch: int) -> torch.Tensor:
+    """WeightedRandomSampler semantics: N draws with replacement, P(i) ~ 1 / n_class(i)."""
+    weights = balancing_weights(labels, num_classes)[labels]
+    return torch.multinomial(weights, len(labels), replacement=True,
+                             generator=_gen(seed * 1_000_003 + epoch))
+
+
+def lecun_batch_size(batch_size: int, num_classes: int) -> int:
+    """lecun batches hold the same count of every class: the batch rounds down to k * C."""
+    return max(1, batch_size // num_classes) * num_classes
+
+
+def lecun_order(labels: torch.Tensor, num_classes: int, batch_size: int, seed: int,
+                epoch: int) -> torch.Tensor:
+    """Per-class circular buffers; each batch takes batch_size / C from every class, until every
+    sample of the largest class has been used once. Smaller classes wrap around (reshuffled
+    each pass), so nothing is left on the floor and every batch is balanced."""
+    gen = _gen(seed * 1_000_003 + epoch)
+    per_class = lecun_batch_size(batch_size, num_classes) // num_classes
+    members = [(labels == c).nonzero().squeeze(1) for c in range(num_classes)]
+    members = [m for m in members if len(m) > 0]
+    num_batches = math.ceil(max(len(m) for m in members) / per_class)
+    needed = num_batches * per_class
+    columns = []
+    for m in members:
+        rounds = math.ceil(needed / len(m))
+        passes = [m[torch.randperm(len(m), generator=gen)] for _ in range(rounds)]
+        columns.append(torch.cat(passes)[:needed].view(num_batches, per_class))
+    return torch.cat(columns, dim=1).reshape(-1)  # batch b = row b of every class, side by side

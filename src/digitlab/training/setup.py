@@ -1,0 +1,100 @@
+"""Everything `train` does before its first step: data, checks, run directory, resume, teacher.
+
+Each function raises a clear error at the boundary, so `train` itself can trust its inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.panel import Panel
+
+from digitlab.config import Config, load_run_config
+from digitlab.data import SOURCES, Dataset, Split
+from digitlab.data.balance import make_imbalanced, val_split
+from digitlab.errors import ConfigError, DataNotFound, UsageError
+from digitlab.models import build_model
+from digitlab.training.checkpoint import load_checkpoint, restore_model
+
+FALLBACK_DATASET = "digits"  # bundled with scikit-learn, so a fresh offline machine can train
+
+
+def load_data(cfg: Config, fallback: bool, console: Console) -> tuple[Dataset, Config, str]:
+    """The dataset, the config naming the dataset actually used, and any notice shown."""
+    try:
+        return SOURCES.get(cfg.data.name)(cfg.data), cfg, ""
+    except DataNotFound as e:
+        if not (fallback and cfg.data.name == "mnist"):
+            raise
+        notice = (f"{e}\nFalling back to the bundled '{FALLBACK_DATASET}' dataset "
+                  f"(1,797 small scanned digits) so this run can go on offline.")
+    console.print(Panel(notice, title="MNIST not available", border_style="yellow"))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=FALLBACK_DATASET))
+    return SOURCES.get(FALLBACK_DATASET)(cfg.data), cfg, notice
+
+
+def training_splits(dataset: Dataset, cfg: Config) -> tuple[Split, Split | None]:
+    """(train, val): the optional long tail first, then the validation hold-out from it."""
+    train = make_imbalanced(dataset.train, len(dataset.classes), cfg.data.imbalance_ratio,
+                            cfg.data.imbalance_profile, cfg.train.seed)
+    return val_split(train, cfg.data.val_size, cfg.train.seed)
+
+
+def check_runtime(cfg: Config, device: torch.device) -> None:
+    """Checks that need the device or several sections at once."""
+    if cfg.train.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp = 'fp16' needs CUDA (its GradScaler is CUDA-only); on "
+                          f"{device.type} use train.amp = 'bf16' or 'off'")
+    no_val = cfg.data.val_size == 0
+    if cfg.sched.name == "plateau" and no_val:
+        raise ConfigError("sched.name = 'plateau' follows the validation loss: set "
+                          "data.val_size (e.g. --set data.val_size=0.1)")
+    if cfg.train.early_stop_patience and cfg.train.monitor.startswith("val_") and no_val:
+        raise ConfigError(f"early stopping on train.monitor = '{cfg.train.monitor}' needs a "
+                          "validation split: set data.val_size (e.g. --set data.val_size=0.1)")
+    if cfg.optim.name == "lbfgs" and (cfg.train.accum_steps > 1 or cfg.train.amp == "fp16"
+                                      or cfg.train.clip_norm or cfg.train.clip_value):
+        raise ConfigError("optim.name = 'lbfgs' re-evaluates its closure and cannot be combined "
+                          "with train.accum_steps > 1, fp16 or gradient clipping")
+
+
+def make_run_dir(cfg: Config) -> Path:
+    if cfg.train.out:
+        run_dir = Path(cfg.train.out)
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise UsageError(f"--out {run_dir} already exists and is not empty; choose a new "
+                             f"folder, delete that one, or continue it with --resume {run_dir}")
+    else:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path("runs") / f"{stamp}-{cfg.data.name}-{cfg.model.name}"
+        run_dir, n = base, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run_dir / "plots").mkdir(exist_ok=True)
+    return run_dir
+
+
+def resume_config(run_dir: str | Path, epochs: int | None) -> Config:
+    """The config a run recorded, optionally with more (or fewer) epochs."""
+    path = Path(run_dir) / "config.toml"
+    if not path.is_file():
+        raise UsageError(f"--resume {run_dir}: no config.toml there; it is not a run directory")
+    cfg = load_run_config(path)
+    if epochs is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out=str(run_dir)))
+
+
+def load_teacher(run_dir: str, device: torch.device) -> torch.nn.Module:
+    """A trained run's model, frozen, for distillation (loss.teacher)."""
+    cfg = resume_config(run_dir, None)
+    tensors, meta = load_checkpoint(Path(run_dir) / "checkpoints" / "last.safetensors")
+    teacher = build_model(cfg.model, len(meta["classes"]))
+    restore_model(teacher, tensors, run_dir)
+    return teacher.to(device).eval().requires_grad_(False)
