@@ -23,16 +23,31 @@ from digitlab.io import atomic_write_bytes
 FORMAT = "digitlab-checkpoint-1"
 
 
+def _encode(value, key: str, tensors: dict[str, torch.Tensor]):
+    """JSON for the optimizer state's structure; each tensor goes to `tensors` under `key`."""
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"tensor": key}
+    if isinstance(value, (list, tuple)):  # e.g. L-BFGS's curvature history
+        return [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(value)]
+    return value  # int, float, bool, None
+
+
+def _decode(value, tensors: dict[str, torch.Tensor]):
+    if isinstance(value, dict) and "tensor" in value:
+        return tensors[value["tensor"]]
+    if isinstance(value, list):
+        return [_decode(v, tensors) for v in value]
+    return value
+
+
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for pid, values in state["state"].items():
-        for name, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.{pid}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{name}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+    tensors: dict[str, torch.Tensor] = {}
+    encoded = {str(pid): {name: _encode(value, f"optim.{pid}.{name}", tensors)
+                          for name, value in values.items()}
+               for pid, values in state["state"].items()}
+    return tensors, {"param_groups": state["param_groups"], "state": encoded}
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
@@ -82,7 +97,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
+            # clone: a fresh, aligned allocation; reductions over unaligned memory can round
+            # differently, which would break bit-exact resume (seen with L-BFGS's dot products)
+            tensors = {key: f.get_tensor(key).clone() for key in f.keys()}
         meta = json.loads(header["digitlab"])
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         raise CheckpointError(
@@ -108,12 +125,6 @@ def restore_model(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
                       meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = value
-    for key, value in meta["optimizer"]["scalars"].items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
+    state = {int(pid): {name: _decode(value, tensors) for name, value in values.items()}
+             for pid, values in meta["optimizer"]["state"].items()}
     optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
