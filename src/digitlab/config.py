@@ -91,7 +91,7 @@ class ModelConfig:
     init: str = "default"  # "default" (PyTorch's), "kaiming", "xavier", "orthogonal"
     negative_slope: float = 0.01  # leakyrelu
     rrelu_lower: float = 0.125  # rrelu: random slope range in training (lower, upper)
-    rrelu_upper: float = 0.3333333333333333
+    rrelu_upper: float = 0.3333333333333333  # (lower, upper) = (1/8, 1/3) as in PyTorch
     prelu_per_channel: bool = False  # prelu: one learned slope per channel instead of one
     softplus_beta: float = 1.0  # softplus sharpness
     softplus_threshold: float = 20.0  # softplus: linear above this beta * x

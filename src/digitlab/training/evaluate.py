@@ -9,12 +9,10 @@ from pathlib import Path
 import torch
 
 from digitlab.config import load_run_config
-from digitlab.data import SOURCES, make_loader
+from digitlab.data import SOURCES
 from digitlab.errors import CheckpointError
-from digitlab.io import write_json
 from digitlab.models import build_model
 from digitlab.training.checkpoint import load_checkpoint, restore_model
-from digitlab.training.losses import LOSSES
 
 
 @torch.no_grad()
@@ -60,7 +58,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str = "auto") -> dict:
-    """Re-evaluate RUN_DIR's last checkpoint on its test split; write evaluation.json."""
+    """Re-evaluate a run's model on its test split; rewrite evaluation.json, plots, report.
+
+    The model is the one the run reported: the best checkpoint when early stopping restored
+    it, else the last one."""
+    from digitlab.training.analysis import analyze
+
     run_dir = Path(run_dir)
     config_path = run_dir / "config.toml"
     if not config_path.is_file():
@@ -68,30 +71,16 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     cfg = load_run_config(config_path)
     if data_dir:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=data_dir))
-    checkpoint = run_dir / "checkpoints" / "last.safetensors"
+    best = run_dir / "checkpoints" / "best.safetensors"
+    use_best = cfg.train.early_stop_patience > 0 and best.is_file()
+    checkpoint = best if use_best else run_dir / "checkpoints" / "last.safetensors"
     tensors, meta = load_checkpoint(checkpoint)
     dev = resolve_device(device)
     dataset = SOURCES.get(cfg.data.name)(cfg.data)
-    num_classes = len(dataset.classes)
-    model = build_model(cfg.model, num_classes)
+    model = build_model(cfg.model, len(dataset.classes))
     restore_model(model, tensors, str(checkpoint))
     model.to(dev)
-    loader = make_loader(dataset.test, "device", cfg.data.test_batch_size, dev, cfg.data.mean,
-                         cfg.data.std, shuffle=False)
-    result = evaluate(model, loader, LOSSES.get(cfg.loss.name)(cfg.loss), num_classes)
-    confusion = result.pop("confusion")
-    per_class = confusion.diag().float() / confusion.sum(dim=1).clamp(min=1)
-    report = {
-        "test_accuracy": result["accuracy"],
-        "test_loss": result["loss"],
-        "num_samples": result["num_samples"],
-        "dataset": dataset.name,
-        "model": cfg.model.name,
-        "checkpoint": str(checkpoint),
-        "epoch": meta.get("epoch"),
-        "device": str(dev),
-        "per_class_accuracy": dict(zip(dataset.classes, per_class.tolist(), strict=True)),
-        "confusion": confusion.tolist(),
-    }
-    write_json(run_dir / "evaluation.json", report)
-    return report
+    (run_dir / "plots").mkdir(exist_ok=True)
+    return analyze(model, dataset, cfg, dev, run_dir,
+                   extra={"checkpoint": str(checkpoint), "epoch": meta.get("epoch"),
+                          "device": str(dev)})

@@ -31,12 +31,12 @@ from rich.progress import (
 
 import digitlab
 from digitlab.config import Config, to_toml
-from digitlab.data import Dataset, make_loader
+from digitlab.data import make_loader
 from digitlab.data.balance import balancing_weights
-from digitlab.data.loader import normalize
 from digitlab.errors import ConfigError, TrainingError, UsageError
 from digitlab.io import append_jsonl, atomic_write_text, write_json
 from digitlab.models import build_model
+from digitlab.training.analysis import analyze
 from digitlab.training.checkpoint import (
     load_checkpoint,
     restore_model,
@@ -55,7 +55,6 @@ from digitlab.training.setup import (
     make_run_dir,
     training_splits,
 )
-from digitlab.viz import plots
 
 DOUBLE_SOFTMAX = ("the model's outputs look like probabilities (or log-probabilities), but the "
                   "loss applies softmax itself: remove the final softmax and return raw logits")
@@ -308,7 +307,6 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         restore_model(raw_model, best_tensors, "best checkpoint")
     test = evaluate(model, eval_loaders["test"], plain_loss_fn, num_classes)
     console.print(f"Test Accuracy: {100 * test['accuracy']:.2f}%")
-    save_predictions(raw_model, dataset, cfg, device, run_dir / "plots" / "predictions.png")
     train_seconds = state["train_seconds"]
     summary = {
         "status": "completed",
@@ -338,6 +336,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         "run_dir": str(run_dir),
     }
     write_json(run_dir / "summary.json", summary)
+    analyze(raw_model, dataset, cfg, device, run_dir)  # evaluation.json, plots/, report.html
     console.print(f"{dataset.title}: test accuracy {100 * test['accuracy']:.2f}% after "
                   f"{state['epoch']} epochs, {train_seconds:.1f} s of training. "
                   f"Run saved to {run_dir}")
@@ -384,19 +383,11 @@ def check_finite(value: float, epoch: int, batch_idx: int, run_dir: Path) -> Non
         return
     write_json(run_dir / "summary.json", {"status": "failed", "error": "non-finite loss",
                                           "epoch": epoch + 1, "batch": batch_idx})
+    last = run_dir / "checkpoints" / "last.safetensors"
+    kept = (f"The last good checkpoint (end of epoch {epoch}) is kept: {last}" if last.exists()
+            else "No epoch had finished, so there is no checkpoint.")
     raise TrainingError(
         f"the loss became {value} in epoch {epoch + 1}, batch {batch_idx}; training stopped. "
         f"Lower optim.lr (e.g. --set optim.lr=1e-4) or clip gradients (--set "
-        f"train.clip_norm=1.0). The last good checkpoint is kept in {run_dir / 'checkpoints'}"
+        f"train.clip_norm=1.0). {kept}"
     )
-
-
-@torch.no_grad()
-def save_predictions(model, dataset: Dataset, cfg: Config, device, path: Path) -> None:
-    """The tutorial's figure: the first test batch, True vs Pred for its first images."""
-    model.eval()
-    images = dataset.test.images[: cfg.data.test_batch_size]
-    preds = model(normalize(images.to(device), cfg.data.mean, cfg.data.std)).argmax(dim=1).cpu()
-    plots.predictions_grid(images, dataset.test.labels[: len(images)], preds, dataset.classes,
-                           path)
-

@@ -1,5 +1,5 @@
 """Plots and reports."""
 
-from digitlab.viz import plots
+from digitlab.viz import plots, report
 
-__all__ = ["plots"]
+__all__ = ["plots", "report"]

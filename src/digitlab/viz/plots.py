@@ -40,3 +40,75 @@ def predictions_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Te
         ax.axis("off")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def curves(history: list[dict], path: str | Path) -> None:
+    """Loss and accuracy per epoch for every split logged, and the learning rate."""
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for split, style in (("train", "-"), ("val", "--"), ("test", ":")):
+        if f"{split}_loss" in history[0]:
+            axes[0].plot(epochs, [r[f"{split}_loss"] for r in history], style, marker="o",
+                         label=split)
+            axes[1].plot(epochs, [100 * r[f"{split}_accuracy"] for r in history], style,
+                         marker="o", label=split)
+    axes[2].plot(epochs, [r["lr"] for r in history], marker="o", color="tab:purple")
+    for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate (end of epoch)"),
+                         strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def confusion(matrix: torch.Tensor, classes: tuple[str, ...], path: str | Path) -> None:
+    """Counts, and the row-normalized view (each true class sums to 1)."""
+    plt = _pyplot()
+    counts = matrix.cpu().float()
+    normalized = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
+    for ax, data, title, fmt in ((axes[0], counts, "counts", "{:.0f}"),
+                                 (axes[1], normalized, "row-normalized (recall on the diagonal)",
+                                  "{:.2f}")):
+        ax.imshow(data.numpy(), cmap="Blues")
+        ax.set_title(title)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ticks = range(len(classes))
+        ax.set_xticks(ticks, classes, rotation=45 if len(max(classes, key=len)) > 2 else 0)
+        ax.set_yticks(ticks, classes)
+        limit = float(data.max()) / 2
+        for i in ticks:
+            for j in ticks:
+                value = float(data[i, j])
+                if value:
+                    ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7,
+                            color="white" if value > limit else "black")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def gallery(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
+            confidences: torch.Tensor, classes: tuple[str, ...], path: str | Path,
+            title: str = "highest-loss test images") -> None:
+    """A grid of images, each titled true / predicted (confidence)."""
+    plt = _pyplot()
+    n = len(images)
+    cols = min(8, max(1, n))
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 2.0 * rows + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(images[k].cpu().numpy(), cmap="gray")
+            ax.set_title(f"true {classes[int(labels[k])]}\npred {classes[int(preds[k])]} "
+                         f"({100 * float(confidences[k]):.0f}%)", fontsize=8, color="crimson")
+    if n == 0:
+        axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,120 @@
+"""What a trained model learned, on the test split: per-class metrics, the confusion matrix,
+the most-confused pairs, the highest-loss images; written as evaluation.json, plots and the
+HTML report. Used at the end of `train`, by `digitlab evaluate` and by `digitlab plot run`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from digitlab.config import Config
+from digitlab.data import Dataset
+from digitlab.data.loader import normalize
+from digitlab.io import atomic_write_text, write_json
+from digitlab.viz import plots
+
+
+@torch.no_grad()
+def split_logits(model: torch.nn.Module, images: torch.Tensor, cfg: Config,
+                 device: torch.device) -> torch.Tensor:
+    """Logits [N, C] on the CPU, in evaluation batches, normalized on the device."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for start in range(0, len(images), cfg.data.test_batch_size):
+        batch = normalize(images[start:start + cfg.data.test_batch_size].to(device),
+                          cfg.data.mean, cfg.data.std)
+        chunks.append(model(batch).float().cpu())
+    model.train(was_training)
+    return torch.cat(chunks)
+
+
+def class_report(confusion: torch.Tensor, classes: tuple[str, ...]) -> dict:
+    """Precision, recall, F1 and support per class, plus their macro averages."""
+    confusion = confusion.double()
+    tp = confusion.diag()
+    precision = tp / confusion.sum(dim=0).clamp(min=1)
+    recall = tp / confusion.sum(dim=1).clamp(min=1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    per_class = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(classes, precision, recall, f1, confusion.sum(dim=1),
+                                    strict=True)
+    }
+    macro = {"precision": float(precision.mean()), "recall": float(recall.mean()),
+             "f1": float(f1.mean())}
+    return {"per_class": per_class, "macro": macro}
+
+
+def most_confused(confusion: torch.Tensor, classes: tuple[str, ...], k: int = 10) -> list[dict]:
+    off_diagonal = confusion.clone()
+    off_diagonal.fill_diagonal_(0)
+    counts, index = off_diagonal.flatten().sort(descending=True)
+    c = len(classes)
+    return [{"true": classes[int(i) // c], "predicted": classes[int(i) % c], "count": int(n)}
+            for n, i in zip(counts[:k], index[:k], strict=True) if n > 0]
+
+
+def confusion_csv(confusion: torch.Tensor, classes: tuple[str, ...]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["true \\ predicted", *classes])
+    for name, row in zip(classes, confusion.tolist(), strict=True):
+        writer.writerow([name, *row])
+    return out.getvalue()
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch.device,
+            run_dir: Path, extra: dict | None = None, gallery_size: int = 24) -> dict:
+    """Evaluate on the test split and write evaluation.json, plots/ and report.html."""
+    from digitlab.viz.report import write_report
+
+    test = dataset.test
+    logits = split_logits(model, test.images, cfg, device)
+    probs = logits.softmax(dim=1)
+    confidence, preds = probs.max(dim=1)
+    c = len(dataset.classes)
+    confusion = torch.bincount(test.labels * c + preds, minlength=c * c).view(c, c)
+    losses = F.cross_entropy(logits, test.labels, reduction="none")
+    report = class_report(confusion, dataset.classes)
+    evaluation = {
+        "test_accuracy": float((preds == test.labels).float().mean()),
+        "test_loss": float(losses.mean()),  # cross-entropy, whatever the training loss was
+        "num_samples": len(test),
+        "dataset": dataset.name,
+        "model": cfg.model.name,
+        **(extra or {}),
+        "per_class": report["per_class"],
+        "macro_avg": report["macro"],
+        "per_class_accuracy": {k: v["recall"] for k, v in report["per_class"].items()},
+        "most_confused": most_confused(confusion, dataset.classes),
+        "confusion": confusion.tolist(),
+    }
+    plot_dir = run_dir / "plots"
+    plots.confusion(confusion, dataset.classes, plot_dir / "confusion.png")
+    atomic_write_text(plot_dir / "confusion.csv", confusion_csv(confusion, dataset.classes))
+    n = min(6, len(test), cfg.data.test_batch_size)
+    plots.predictions_grid(test.images[:n], test.labels[:n], preds[:n], dataset.classes,
+                           plot_dir / "predictions.png", n=n)
+    wrong = (preds != test.labels).nonzero().squeeze(1)
+    worst = wrong[losses[wrong].argsort(descending=True)[:gallery_size]]
+    plots.gallery(test.images[worst], test.labels[worst], preds[worst], confidence[worst],
+                  dataset.classes, plot_dir / "misclassified.png")
+    history = read_history(run_dir)
+    if history:
+        plots.curves(history, plot_dir / "curves.png")
+    write_json(run_dir / "evaluation.json", evaluation)
+    write_report(run_dir)
+    return evaluation
