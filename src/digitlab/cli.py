@@ -44,6 +44,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue RUN_DIR from its last checkpoint, in place (with --epochs N "
                         "to extend it); other settings come from RUN_DIR/config.toml")
 
+    p = sub.add_parser("plot", parents=[common], help="draw figures: activations, losses, "
+                       "schedule, temperature, filters, run")
+    plot = p.add_subparsers(dest="figure", metavar="FIGURE", required=True)
+    q = plot.add_parser("activations", help="each activation and its derivative, + overview")
+    q.add_argument("--out", default="figures/activations", help="folder for the PNGs")
+    q = plot.add_parser("losses", help="each loss and its gradient vs the true-class logit")
+    q.add_argument("--out", default="figures/losses.png")
+    q = plot.add_parser("temperature", help="softmax of one logit vector at several beta")
+    q.add_argument("--out", default="figures/temperature.png")
+    q = plot.add_parser("schedule", help="the configured learning rate at every step")
+    q.add_argument("--config", metavar="FILE.toml")
+    q.add_argument("--set", dest="sets", action="append", default=[],
+                   metavar="SECTION.KEY=VALUE")
+    q.add_argument("--epochs", type=int)
+    q.add_argument("--steps-per-epoch", type=int,
+                   help="optimizer steps per epoch (default: from the dataset and batch size)")
+    q.add_argument("--out", default="figures/schedule.png")
+    q = plot.add_parser("filters", help="a run's first-layer weights as images")
+    q.add_argument("run_dir", metavar="RUN_DIR")
+    q.add_argument("--out", help="PNG path (default: RUN_DIR/plots/filters.png)")
+    q = plot.add_parser("run", help="regenerate a run's evaluation, plots and report.html")
+    q.add_argument("run_dir", metavar="RUN_DIR")
+    q.add_argument("--data-dir", help="folder with the dataset files")
+    q.add_argument("--device", default="auto")
+
+    p = sub.add_parser("sweep", parents=[common],
+                       help="train a grid of configurations, one run each, and compare them")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=v1,v2,...",
+                   help="a config key and the values to try (repeatable: the product is run)")
+    p.add_argument("--seeds", type=int, help="seeds per combination (train.seed, +1, ...)")
+    _add_config_args(p)
+    p.add_argument("--out", required=True, help="sweep folder; re-running skips finished runs")
+
     p = sub.add_parser("list", parents=[common],
                        help="list models, activations, losses, optimizers, schedulers, datasets")
     p.add_argument("--json", action="store_true", help="print the names as JSON")
@@ -117,7 +150,66 @@ def cmd_list(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "bench": cmd_bench, "list": cmd_list}
+def cmd_plot(args) -> int:
+    from pathlib import Path
+
+    from digitlab.viz import figures
+
+    if args.figure == "run":
+        from digitlab.training.evaluate import evaluate_run
+
+        evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
+        print(f"wrote {args.run_dir}/evaluation.json, plots/ and report.html")
+        return 0
+    if args.figure == "activations":
+        paths = figures.activations(Path(args.out))
+        print(f"wrote {len(paths)} figures to {args.out}")
+        return 0
+    if args.figure == "schedule":
+        from digitlab.config import build_config
+
+        cfg, _ = build_config(args.config, args.sets, {"epochs": args.epochs})
+        path = figures.schedule(cfg, args.steps_per_epoch or steps_per_epoch(cfg), Path(args.out))
+    elif args.figure == "filters":
+        path = figures.run_filters(Path(args.run_dir), Path(args.out) if args.out else None)
+    else:
+        path = {"losses": figures.losses, "temperature": figures.temperature}[args.figure](
+            Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def steps_per_epoch(cfg) -> int:
+    """Batches per epoch of the configured training split (loads the dataset)."""
+    import math
+
+    from digitlab.data import SOURCES
+    from digitlab.data.balance import lecun_batch_size, make_imbalanced, val_split
+
+    dataset = SOURCES.get(cfg.data.name)(cfg.data)
+    train = make_imbalanced(dataset.train, len(dataset.classes), cfg.data.imbalance_ratio,
+                            cfg.data.imbalance_profile, cfg.train.seed)
+    train, _ = val_split(train, cfg.data.val_size, cfg.train.seed)
+    batch = cfg.data.batch_size
+    if cfg.data.balance == "lecun":
+        batch = lecun_batch_size(batch, len(dataset.classes))
+    return math.ceil(len(train) / batch)
+
+
+def cmd_sweep(args) -> int:
+    from digitlab.sweep import run_sweep
+
+    shortcuts = {name: getattr(args, name) for name in
+                 ("dataset", "model", "epochs", "seed", "device", "data_dir")}
+    rows = run_sweep(args.grid, args.out, seeds=args.seeds, config_file=args.config,
+                     sets=args.sets, shortcuts=shortcuts)
+    failed = sum(r.get("status") != "completed" for r in rows)
+    print(f"{len(rows)} runs, {failed} failed: {args.out}/sweep.csv, sweep.png, report.html")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "sweep": cmd_sweep,
+            "bench": cmd_bench, "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -367,7 +367,7 @@ def _split_key(key: str) -> tuple[str, str]:
     return section, name
 
 
-def _parse_set(item: str) -> tuple[str, object]:
+def parse_set(item: str) -> tuple[str, object]:
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -410,19 +410,26 @@ def read_toml(path: str | Path) -> dict[str, dict[str, object]]:
     return flat
 
 
+def collect_overrides(file_values: dict[str, object], sets: list[str] = (),
+                      shortcuts: dict[str, object] | None = None) -> dict[str, object]:
+    """{key: value} in precedence order: the file, then shortcuts, then each --set."""
+    overrides = dict(file_values)
+    for name, value in (shortcuts or {}).items():
+        if value is not None:
+            overrides[SHORTCUTS[name]] = value
+    for item in sets:
+        key, value = parse_set(item)
+        overrides[key] = value
+    return overrides
+
+
 def build_config(
     config_file: str | Path | None = None,
     sets: list[str] = (),
     shortcuts: dict[str, object] | None = None,
 ) -> tuple[Config, set[str]]:
     """The resolved config, and the keys the user set explicitly (file, shortcut or --set)."""
-    overrides: dict[str, object] = dict(read_toml(config_file)) if config_file else {}
-    for name, value in (shortcuts or {}).items():
-        if value is not None:
-            overrides[SHORTCUTS[name]] = value
-    for item in sets:
-        key, value = _parse_set(item)
-        overrides[key] = value
+    overrides = collect_overrides(read_toml(config_file) if config_file else {}, sets, shortcuts)
     return apply_overrides(Config(), overrides), set(overrides)
 
 

@@ -1,0 +1,138 @@
+"""`digitlab sweep`: a grid of runs, one at a time, each in its own run directory.
+
+A sweep answers the tutorials' questions with evidence (which activation? which optimizer?).
+It writes DIR/sweep.csv, DIR/sweep.png and DIR/report.html; running it again skips the runs
+that finished, and a combination that fails is recorded with its message while the rest go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import re
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from digitlab.config import Config, apply_overrides, collect_overrides, parse_set, read_toml
+from digitlab.errors import ConfigError, DigitlabError
+from digitlab.io import atomic_write_text
+
+COLUMNS = ("test_accuracy", "test_loss", "train_seconds", "epochs", "status", "error")
+
+
+def split_values(text: str) -> list[str]:
+    """'a,b,[1,2]' -> ['a', 'b', '[1,2]']: commas inside brackets belong to a value."""
+    values, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch in "[(") - (ch in "])")
+        if ch == "," and depth == 0:
+            values.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    values.append(current.strip())
+    return [v for v in values if v]
+
+
+def parse_grid(items: list[str]) -> dict[str, list[object]]:
+    """--grid KEY=v1,v2 items -> {key: [typed values]} (checked like --set)."""
+    grid: dict[str, list[object]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not raw.strip():
+            raise ConfigError(f"--grid expects KEY=v1,v2,..., got {item!r}")
+        grid[key.strip()] = [parse_set(f"{key.strip()}={v}")[1] for v in split_values(raw)]
+    return grid
+
+
+def read_sweep_file(path: str | Path) -> tuple[dict[str, object], dict[str, list], int | None]:
+    """A sweep file is a config TOML plus a [sweep] table: grid = {key = [values]}, seeds = N."""
+    import tomllib
+
+    table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    sweep = table.pop("sweep", {})
+    unknown = set(sweep) - {"grid", "seeds"}
+    if unknown:
+        raise ConfigError(f"{path}: [sweep] knows 'grid' and 'seeds', not {sorted(unknown)}")
+    base = {f"{s}.{k}": v for s, values in table.items() for k, v in values.items()}
+    return base, dict(sweep.get("grid", {})), sweep.get("seeds")
+
+
+def run_name(combo: dict[str, object], seed: int) -> str:
+    parts = [f"{key}={json.dumps(v) if not isinstance(v, str) else v}"
+             for key, v in combo.items()] + [f"seed={seed}"]
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "", "_".join(parts))
+
+
+def run_sweep(grid_items: list[str], out: str | Path, seeds: int | None = None,
+              config_file: str | None = None, sets: list[str] = (),
+              shortcuts: dict[str, object] | None = None, console: Console | None = None) -> list:
+    from digitlab.training import train
+
+    console = console or Console(highlight=False, soft_wrap=True)
+    out = Path(out)
+    base: dict[str, object] = {}
+    grid: dict[str, list] = {}
+    if config_file:
+        if "sweep" in Path(config_file).read_text(encoding="utf-8"):
+            base, grid, file_seeds = read_sweep_file(config_file)
+            seeds = seeds or file_seeds
+        else:
+            base = read_toml(config_file)
+    grid.update(parse_grid(grid_items))
+    if not grid:
+        raise ConfigError("a sweep needs at least one --grid KEY=v1,v2 (or a [sweep] grid)")
+    seeds = seeds or 1
+    cfg = apply_overrides(Config(), collect_overrides(base, list(sets), shortcuts))
+    for key in grid:  # fail before running anything
+        apply_overrides(cfg, {key: grid[key][0]})
+    out.mkdir(parents=True, exist_ok=True)
+    base_seed = cfg.train.seed
+    rows = []
+    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    for i, (combo, seed_index) in enumerate(itertools.product(combos, range(seeds))):
+        seed = base_seed + seed_index
+        name = run_name(combo, seed)
+        run_dir = out / name
+        row = {**combo, "seed": seed, "run": name}
+        summary_path = run_dir / "summary.json"
+        previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        if previous.get("status") == "completed":
+            console.print(f"[{i + 1}] {name}: done before, skipped")
+            rows.append({**row, **{k: previous.get(k) for k in COLUMNS}})
+            continue
+        if run_dir.exists():  # an unfinished or failed attempt: start it again from scratch
+            shutil.rmtree(run_dir)
+        console.print(f"[{i + 1}] {name}")
+        try:
+            run_cfg = apply_overrides(cfg, {**combo, "train.seed": seed,
+                                            "train.out": str(run_dir)})
+            summary = train(run_cfg, console=Console(quiet=True))
+            rows.append({**row, **{k: summary.get(k) for k in COLUMNS}})
+        except DigitlabError as e:
+            console.print(f"    failed: {e}")
+            rows.append({**row, "status": "failed", "error": str(e).splitlines()[0]})
+        write_outputs(out, list(grid), rows)
+    write_outputs(out, list(grid), rows)
+    return rows
+
+
+def write_outputs(out: Path, keys: list[str], rows: list[dict]) -> None:
+    from digitlab.viz.sweep_report import sweep_figure, write_sweep_report
+
+    header = [*keys, "seed", *COLUMNS, "run"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (list, tuple)) else v
+                         for k, v in row.items()})
+    atomic_write_text(out / "sweep.csv", buffer.getvalue())
+    sweep_figure(out, keys, rows)
+    write_sweep_report(out, keys, rows)
+

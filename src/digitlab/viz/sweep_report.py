@@ -1,0 +1,91 @@
+"""sweep.png and report.html for a sweep directory."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from digitlab.io import atomic_write_text
+from digitlab.viz.plots import _pyplot, save_figure
+from digitlab.viz.report import STYLE, _image, _table
+
+
+def combo_label(row: dict, keys: list[str]) -> str:
+    """'activation=relu, lr=0.001'; full keys where two would read the same ('optim.name')."""
+    short = [k.split(".", 1)[1] for k in keys]
+    names = [s if short.count(s) == 1 else k for s, k in zip(short, keys, strict=True)]
+    return ", ".join(f"{n}={row[k]}" for n, k in zip(names, keys, strict=True))
+
+
+def grouped(rows: list[dict], keys: list[str]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[combo_label(row, keys)].append(row)
+    return groups
+
+
+def sweep_figure(out: Path, keys: list[str], rows: list[dict]) -> Path:
+    """Bars: mean test accuracy per combination with min/max over seeds; beside them, the
+    validation (or test) accuracy curve of every completed run."""
+    plt = _pyplot()
+    groups = grouped(rows, keys)
+    fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(14, max(4, 0.45 * len(groups) + 1.5)))
+    labels, means, lows, highs, colors = [], [], [], [], []
+    for label, members in groups.items():
+        accs = [100 * r["test_accuracy"] for r in members if r.get("status") == "completed"]
+        labels.append(label)
+        mean = sum(accs) / len(accs) if accs else 0.0
+        means.append(mean)
+        lows.append(mean - min(accs) if accs else 0.0)
+        highs.append(max(accs) - mean if accs else 0.0)
+        colors.append("tab:blue" if accs else "lightgray")
+    y = range(len(labels))
+    ax_bar.barh(y, means, xerr=[lows, highs], color=colors, capsize=3)
+    ax_bar.set_yticks(y, labels, fontsize=8)
+    ax_bar.invert_yaxis()
+    ax_bar.set_xlabel("test accuracy (%): mean, min-max over seeds; gray = failed")
+    left = max(0.0, min(m for m in means if m) - 5) if any(means) else 0.0
+    ax_bar.set_xlim(left, 100)
+    for k, color in enumerate(colors):
+        if color == "lightgray":
+            ax_bar.text(left + 0.5, k, "failed (see sweep.csv)", va="center", color="crimson",
+                        fontsize=8)
+    for row in rows:
+        metrics = out / row["run"] / "metrics.jsonl"
+        if row.get("status") != "completed" or not metrics.is_file():
+            continue
+        history = [json.loads(line) for line in metrics.read_text().splitlines() if line]
+        split = "val" if "val_accuracy" in history[0] else "test"
+        ax_curve.plot([r["epoch"] for r in history],
+                      [100 * r[f"{split}_accuracy"] for r in history], marker=".",
+                      label=f"{combo_label(row, keys)} s{row['seed']}")
+    ax_curve.set_xlabel("epoch")
+    ax_curve.set_ylabel("accuracy (%)")
+    ax_curve.set_title("validation accuracy per epoch (test when there is no validation split)",
+                       fontsize=9)
+    ax_curve.grid(alpha=0.3)
+    if ax_curve.lines:
+        ax_curve.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "sweep.png"
+    save_figure(fig, path)
+    return path
+
+
+def write_sweep_report(out: Path, keys: list[str], rows: list[dict]) -> Path:
+    header = [*keys, "seed", "status", "test accuracy", "test loss", "train s", "error"]
+    table = [[*(row.get(k) for k in keys), row.get("seed"), row.get("status"),
+              f"{100 * row['test_accuracy']:.2f}%" if row.get("test_accuracy") is not None else "",
+              f"{row['test_loss']:.4f}" if row.get("test_loss") is not None else "",
+              f"{row['train_seconds']:.1f}" if row.get("train_seconds") is not None else "",
+              row.get("error") or ""] for row in rows]
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>digitlab sweep"
+             f"</title><style>{STYLE}</style></head><body><h1>Sweep over "
+             f"{html.escape(', '.join(keys))}</h1><p class='muted'>{html.escape(str(out))}</p>",
+             _image(out / "sweep.png", "sweep results"), "<h2>Runs</h2>", _table(header, table),
+             "<p class='muted'>Each run's own report.html is in its folder.</p></body></html>"]
+    path = out / "report.html"
+    atomic_write_text(path, "\n".join(parts))
+    return path
