@@ -276,6 +276,7 @@ class TrainConfig:
     monitor: str = "val_loss"  # early stopping and "best" checkpoint: val_/test_ loss/accuracy
     mode: str = "auto"  # "min", "max", or "auto" (max for accuracy, min for loss)
     min_delta: float = 0.0  # the smallest change that counts as an improvement
+    tensorboard: bool = False  # also log epoch scalars to RUN_DIR/tensorboard (pip tensorboard)
 
     def __post_init__(self):
         _check(self.epochs >= 1, "train.epochs", "an integer >= 1", self.epochs)

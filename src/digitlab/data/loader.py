@@ -40,7 +40,8 @@ class Batching:
     """
 
     def __init__(self, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
-                 balance: str, num_classes: int):
+                 balance: str, num_classes: int, rank: int = 0, world_size: int = 1):
+        self.rank, self.world_size = rank, world_size  # DDP: this process's share of a batch
         self.cpu_labels = labels.cpu()
         self.requested_batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.balance, self.num_classes, self.epoch = balance, num_classes, 0
@@ -73,8 +74,9 @@ class DeviceLoader(Batching):
 
     def __init__(self, split: Split, batch_size: int, device: torch.device, mean: float,
                  std: float, shuffle: bool, seed: int = 0, balance: str = "none",
-                 num_classes: int = 10):
-        super().__init__(split.labels, batch_size, shuffle, seed, balance, num_classes)
+                 num_classes: int = 10, rank: int = 0, world_size: int = 1):
+        super().__init__(split.labels, batch_size, shuffle, seed, balance, num_classes, rank,
+                         world_size)
         self.images = normalize(split.images.to(device), mean, std)  # one copy, on the device
         self.labels = split.labels.to(device)
 
@@ -86,7 +88,10 @@ class DeviceLoader(Batching):
             return
         order = order.to(self.images.device)
         for start in range(0, len(order), bs):
-            idx = order[start:start + bs]
+            idx = order[start:start + bs]  # one global batch
+            if self.world_size > 1 and len(idx) >= self.world_size:
+                idx = idx.tensor_split(self.world_size)[self.rank]  # this rank's disjoint part
+            # (a last batch smaller than the world goes whole to every rank: same mean gradient)
             yield self.images[idx], self.labels[idx]
 
 
@@ -145,9 +150,10 @@ class TorchLoader(Batching):
 
 def make_loader(split: Split, kind: str, batch_size: int, device: torch.device, mean: float,
                 std: float, shuffle: bool, seed: int = 0, num_workers: int = 0,
-                balance: str = "none", num_classes: int = 10):
+                balance: str = "none", num_classes: int = 10, rank: int = 0,
+                world_size: int = 1):
     if kind == "device":
         return DeviceLoader(split, batch_size, device, mean, std, shuffle, seed, balance,
-                            num_classes)
+                            num_classes, rank, world_size)
     return TorchLoader(split, batch_size, device, mean, std, shuffle, seed, balance,
                        num_classes, num_workers)

@@ -28,6 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 import digitlab
 from digitlab.config import Config, to_toml
@@ -36,6 +37,7 @@ from digitlab.data.balance import balancing_weights
 from digitlab.errors import ConfigError, TrainingError, UsageError
 from digitlab.io import append_jsonl, atomic_write_text, write_json
 from digitlab.models import build_model
+from digitlab.training import distributed
 from digitlab.training.analysis import analyze
 from digitlab.training.checkpoint import (
     load_checkpoint,
@@ -100,7 +102,11 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
     console = console or Console(highlight=False, soft_wrap=True)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
-    check_runtime(cfg, device)
+    world = distributed.setup(device)  # DDP only when torchrun set RANK
+    device = distributed.rank_device(device, world)
+    if not world.main:
+        console = Console(quiet=True)  # rank 0 alone prints and writes
+    check_runtime(cfg, device, world.size)
     if cfg.train.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
         torch.use_deterministic_algorithms(True)
@@ -112,9 +118,10 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
     train_split, val = training_splits(dataset, cfg)
     if resume:
         run_dir = Path(cfg.train.out)
-    else:
+    elif world.main:
         run_dir = make_run_dir(cfg)
         atomic_write_text(run_dir / "config.toml", to_toml(cfg))
+    run_dir = Path(distributed.broadcast(str(run_dir) if world.main or resume else None, world))
     console.print(f"digitlab {digitlab.__version__}: {dataset.title} ({len(train_split):,} "
                   f"train{f' / {len(val):,} val' if val else ''} / {len(dataset.test):,} test, "
                   f"from {dataset.origin}) | model {cfg.model.name} | device {device} | "
@@ -125,7 +132,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                                cfg.data.mean, cfg.data.std, shuffle=True, seed=cfg.train.seed,
                                num_workers=cfg.data.num_workers,
                                balance=balance if balance in ("sampler", "lecun") else "none",
-                               num_classes=num_classes)
+                               num_classes=num_classes, rank=world.rank, world_size=world.size)
     eval_loaders = {name: make_loader(split, "device", cfg.data.test_batch_size, device,
                                       cfg.data.mean, cfg.data.std, shuffle=False)
                     for name, split in (("val", val), ("test", dataset.test)) if split}
@@ -157,6 +164,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=amp_dtype)
 
+    if world.distributed:  # gradients are averaged across ranks inside backward()
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.train.compile:
         model = torch.compile(model)
 
@@ -180,16 +189,19 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         restore_rng(tensors, meta["rng"])
         state = meta["state"]
         console.print(f"Resuming {run_dir} after epoch {state['epoch']} of {epochs}")
-    if resume:  # the checkpoint is the truth: lines written after it are dropped
+    if resume and world.main:  # the checkpoint is the truth: lines written after it are dropped
         atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in state["history"]))
         atomic_write_text(run_dir / "config.toml", to_toml(cfg))  # e.g. the new epoch count
     meta_base = {"config": dataclasses.asdict(cfg), "model": cfg.model.name,
                  "dataset": dataset.name, "classes": list(dataset.classes),
                  "mean": cfg.data.mean, "std": cfg.data.std}
 
+    tensorboard = open_tensorboard(run_dir) if cfg.train.tensorboard and world.main else None
+
     # ---- the loop --------------------------------------------------------------------------
     total_steps = sum(epoch_batches)
-    check_every = 1 if device.type == "cpu" else cfg.train.log_interval  # .item() is free on CPU
+    # .item() is free on the CPU, so check every loss there; on GPUs and under DDP, log steps only
+    check_every = 1 if device.type == "cpu" and not world.distributed else cfg.train.log_interval
     warned = False
     stop = False
     optimizer.zero_grad(set_to_none=True)
@@ -249,7 +261,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                 seen += len(labels)
                 if batch_idx % check_every == 0 or batch_idx % cfg.train.log_interval == 0:
                     value = loss.item()  # .item() syncs with the device; only on log steps
-                    check_finite(value, epoch, batch_idx, run_dir)
+                    check_finite(value, epoch, batch_idx, run_dir, world.main)
                     if batch_idx % cfg.train.log_interval == 0:
                         progress.console.print(f"Epoch [{epoch + 1}/{epochs}], "
                                                f"Batch [{batch_idx}/{steps}], Loss: {value:.4f}")
@@ -258,13 +270,15 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                 torch.cuda.synchronize()  # so the epoch time covers the queued kernels
             epoch_seconds = time.perf_counter() - started
             state["train_seconds"] += epoch_seconds
-            state["samples"] += seen
 
             # ---- end of epoch: evaluate, schedule, early stopping, checkpoint, log ---------
-            avg_loss = running_loss.item() / seen
-            check_finite(avg_loss, epoch, steps - 1, run_dir)
+            totals = distributed.all_reduce_sum(  # sums over ranks; one sync
+                torch.stack([running_loss, correct.float(),
+                             torch.tensor(float(seen), device=device)]), world).tolist()
+            avg_loss, train_accuracy, seen = totals[0] / totals[2], totals[1] / totals[2], totals[2]
+            check_finite(avg_loss, epoch, steps - 1, run_dir, world.main)
             record = {"epoch": epoch + 1, "step": state["step"], "train_loss": avg_loss,
-                      "train_accuracy": correct.item() / seen}
+                      "train_accuracy": train_accuracy}
             for name, loader in eval_loaders.items():
                 result = evaluate(model, loader, plain_loss_fn, num_classes)
                 record[f"{name}_loss"], record[f"{name}_accuracy"] = (result["loss"],
@@ -282,15 +296,21 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                 state.update(best=value, best_epoch=epoch + 1, bad_epochs=0)
             else:
                 state["bad_epochs"] += 1
+            state["samples"] += int(seen)
             rng_tensors, rng_meta = rng_state()
             meta = dict(meta_base, epoch=epoch + 1, step=state["step"], metrics=record,
                         state=state, schedule=schedule.state_dict(),
                         scaler=scaler.state_dict(), rng=rng_meta)
-            if is_best:
+            if is_best and world.main:
                 save_checkpoint(run_dir / "checkpoints" / "best.safetensors", raw_model,
                                 optimizer, meta, rng_tensors)
-            save_checkpoint(last_path, raw_model, optimizer, meta, rng_tensors)
-            append_jsonl(metrics_path, record)  # after the checkpoint: resume rewrites it
+            if world.main:
+                save_checkpoint(last_path, raw_model, optimizer, meta, rng_tensors)
+                append_jsonl(metrics_path, record)  # after the checkpoint: resume rewrites it
+            if tensorboard is not None:
+                for key, val in record.items():
+                    tensorboard.add_scalar(key, val, global_step=epoch + 1)
+                tensorboard.flush()
             progress.console.print(epoch_line(record))
             progress.advance(epoch_bar)
             patience = cfg.train.early_stop_patience
@@ -302,6 +322,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                 break
 
     # ---- the end: best weights, final test, figures, summary --------------------------------
+    distributed.barrier(world)  # rank 0 has written best.safetensors
     if cfg.train.early_stop_patience and state["best_epoch"] is not None:
         best_tensors, _ = load_checkpoint(run_dir / "checkpoints" / "best.safetensors")
         restore_model(raw_model, best_tensors, "best checkpoint")
@@ -335,12 +356,21 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         "digitlab_version": digitlab.__version__,
         "run_dir": str(run_dir),
     }
-    write_json(run_dir / "summary.json", summary)
-    analyze(raw_model, dataset, cfg, device, run_dir)  # evaluation.json, plots/, report.html
+    if world.main:
+        write_json(run_dir / "summary.json", summary)
+        analyze(raw_model, dataset, cfg, device, run_dir)  # evaluation.json, plots/, report.html
+    distributed.barrier(world)
+    distributed.cleanup(world)
     console.print(f"{dataset.title}: test accuracy {100 * test['accuracy']:.2f}% after "
                   f"{state['epoch']} epochs, {train_seconds:.1f} s of training. "
                   f"Run saved to {run_dir}")
     return summary
+
+
+def open_tensorboard(run_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter  # check_runtime made sure it imports
+
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
 
 def lbfgs_step(optimizer, model, criterion, images, targets, beta: float, autocast):
@@ -378,11 +408,13 @@ def epoch_line(record: dict) -> str:
     return " | ".join(parts)
 
 
-def check_finite(value: float, epoch: int, batch_idx: int, run_dir: Path) -> None:
+def check_finite(value: float, epoch: int, batch_idx: int, run_dir: Path,
+                 write: bool = True) -> None:
     if math.isfinite(value):
         return
-    write_json(run_dir / "summary.json", {"status": "failed", "error": "non-finite loss",
-                                          "epoch": epoch + 1, "batch": batch_idx})
+    if write:
+        write_json(run_dir / "summary.json", {"status": "failed", "error": "non-finite loss",
+                                              "epoch": epoch + 1, "batch": batch_idx})
     last = run_dir / "checkpoints" / "last.safetensors"
     kept = (f"The last good checkpoint (end of epoch {epoch}) is kept: {last}" if last.exists()
             else "No epoch had finished, so there is no checkpoint.")

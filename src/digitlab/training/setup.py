@@ -44,11 +44,23 @@ def training_splits(dataset: Dataset, cfg: Config) -> tuple[Split, Split | None]
     return val_split(train, cfg.data.val_size, cfg.train.seed)
 
 
-def check_runtime(cfg: Config, device: torch.device) -> None:
-    """Checks that need the device or several sections at once."""
+def check_runtime(cfg: Config, device: torch.device, world_size: int = 1) -> None:
+    """Checks that need the device, the process count or several sections at once."""
+    if world_size > 1 and cfg.data.batch_size % world_size:
+        raise ConfigError(f"under DDP data.batch_size is the global batch and must divide "
+                          f"evenly over {world_size} processes; got {cfg.data.batch_size}")
+    if world_size > 1 and cfg.data.loader != "device":
+        raise ConfigError("under DDP use data.loader = 'device' (each rank slices the same "
+                          "seeded order)")
     if cfg.train.amp == "fp16" and device.type != "cuda":
         raise ConfigError("train.amp = 'fp16' needs CUDA (its GradScaler is CUDA-only); on "
                           f"{device.type} use train.amp = 'bf16' or 'off'")
+    if cfg.train.tensorboard:
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError("train.tensorboard = true needs the tensorboard package: "
+                              "pip install tensorboard") from None
     no_val = cfg.data.val_size == 0
     if cfg.sched.name == "plateau" and no_val:
         raise ConfigError("sched.name = 'plateau' follows the validation loss: set "
