@@ -77,6 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", required=True, help="sweep folder; re-running skips finished runs")
 
+    p = sub.add_parser("predict", parents=[common],
+                       help="classify digit images (photos, scans, drawings)")
+    p.add_argument("model", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders (recursive)")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    p.add_argument("--top-k", type=int, default=1, metavar="K",
+                   help="also report the K most likely labels")
+    p.add_argument("--show", metavar="DIR",
+                   help="save each input beside the 28x28 the model saw, to debug bad cases")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("serve", parents=[common],
+                       help="a local web page to draw a digit, and a JSON API")
+    p.add_argument("model", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("export", parents=[common], help="export a run's model to ONNX or "
+                       "TorchScript, normalization included")
+    p.add_argument("run_dir", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--out", required=True, help="output file (.onnx or .pt)")
+
     p = sub.add_parser("list", parents=[common],
                        help="list models, activations, losses, optimizers, schedulers, datasets")
     p.add_argument("--json", action="store_true", help="print the names as JSON")
@@ -135,6 +160,65 @@ def cmd_bench(args) -> int:
 
     run_bench(epochs=args.epochs, seed=args.seed, dataset=args.dataset,
               data_dir=args.data_dir, as_json=args.json)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import json
+    from pathlib import Path
+
+    from digitlab.errors import UsageError
+    from digitlab.serve.predict import ImageError, Predictor, expand_inputs, show
+
+    if args.top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    predictor = Predictor.load(args.model, device=args.device)
+    files = expand_inputs(args.paths)
+    if not files:
+        raise UsageError(f"no image files found in {' '.join(args.paths)}")
+    results, failed = [], 0
+    for index, path in enumerate(files):
+        try:
+            digit, probs = predictor.predict_file(path)
+        except ImageError as e:
+            failed += 1
+            print(f"digitlab: skipped {e}", file=sys.stderr)
+            continue
+        top = probs.topk(min(args.top_k, len(probs)))
+        label = predictor.classes[int(top.indices[0])]
+        result = {"file": str(path), "label": int(label) if label.isdigit() else label,
+                  "confidence": float(top.values[0]),
+                  "probabilities": [round(float(p), 6) for p in probs]}
+        if args.top_k > 1:
+            result["top_k"] = [{"label": predictor.classes[int(i)], "probability": float(v)}
+                               for v, i in zip(top.values, top.indices, strict=True)]
+        results.append(result)
+        if args.show:
+            show(path, digit, label, result["confidence"],
+                 Path(args.show) / f"{index:04d}-{path.stem}.png")
+        if not args.json:
+            extra = ("\t" + " ".join(f"{t['label']}:{t['probability']:.3f}"
+                                      for t in result["top_k"])) if args.top_k > 1 else ""
+            print(f"{path}\t{label}\t{result['confidence']:.4f}{extra}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    if failed:
+        print(f"digitlab: {failed} of {len(files)} files could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_serve(args) -> int:
+    from digitlab.serve.app import serve
+
+    serve(args.model, host=args.host, port=args.port, device=args.device)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from digitlab.export import export
+
+    path = export(args.run_dir, args.format, args.out)
+    print(f"wrote {path}")
     return 0
 
 
@@ -209,7 +293,8 @@ def cmd_sweep(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "sweep": cmd_sweep,
-            "bench": cmd_bench, "list": cmd_list}
+            "bench": cmd_bench, "predict": cmd_predict, "serve": cmd_serve,
+            "export": cmd_export, "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Using a trained model: photo preprocessing, prediction, the web app."""
