@@ -23,7 +23,7 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "knobs.md"
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """{field: its trailing comment}; a field without one continues the previous comment."""
+    """{field: its trailing comment}. Every field should have one; tests check the table."""
     source = inspect.getsource(cls)
     comments, names = {}, {f.name for f in dataclasses.fields(cls)}
     line_name = {}

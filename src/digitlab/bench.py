@@ -112,7 +112,7 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
               data_dir: str | None = None, as_json: bool = False) -> dict:
     shortcuts = {"epochs": epochs, "seed": seed, "dataset": dataset, "data_dir": data_dir}
     cfg, _ = build_config(None, [], shortcuts)
-    console = Console(highlight=False, soft_wrap=True, quiet=as_json)
+    console = Console(highlight=False, soft_wrap=True, markup=False, quiet=as_json)
     data = SOURCES.get(cfg.data.name)(cfg.data)
     console.print(f"bench: seed recipe, {data.title}, {epochs} epochs, seed {seed}\n"
                   f"machine: {machine()}")

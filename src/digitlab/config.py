@@ -98,7 +98,7 @@ class ModelConfig:
     alpha: float = 1.0  # elu, celu
     gelu_approximate: str = "none"  # gelu: "none" (exact erf) or "tanh"
     hardtanh_min: float = -1.0  # hardtanh clip range
-    hardtanh_max: float = 1.0
+    hardtanh_max: float = 1.0  # hardtanh: upper clip (see hardtanh_min)
     threshold: float = 0.1  # threshold: inputs at or below this ...
     threshold_value: float = 0.0  # ... are replaced by this
     shrink_lambda: float = 0.5  # softshrink, hardshrink band half-width

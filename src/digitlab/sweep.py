@@ -73,7 +73,7 @@ def run_sweep(grid_items: list[str], out: str | Path, seeds: int | None = None,
               shortcuts: dict[str, object] | None = None, console: Console | None = None) -> list:
     from digitlab.training import train
 
-    console = console or Console(highlight=False, soft_wrap=True)
+    console = console or Console(highlight=False, soft_wrap=True, markup=False)
     out = Path(out)
     base: dict[str, object] = {}
     grid: dict[str, list] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -48,7 +49,7 @@ def build_digits(cfg: DataConfig) -> Dataset:
     images = (images.squeeze(1).clamp(0, 1) * 255).round().to(torch.uint8)
     labels = torch.from_numpy(bunch.target).long()
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
-    n_test = round(len(labels) * DIGITS_TEST_FRACTION)
+    n_test = math.ceil(len(labels) * DIGITS_TEST_FRACTION)  # 360, as train_test_split makes it
     test, train = order[:n_test], order[n_test:]
     return Dataset("digits", "scikit-learn digits", Split(images[train], labels[train]),
                    Split(images[test], labels[test]), mnist.DIGITS, "sklearn.datasets.load_digits")

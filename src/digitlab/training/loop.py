@@ -99,7 +99,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
     the bundled `digits` set after a notice instead of failing.
     resume: continue the run in cfg.train.out from its last checkpoint (see resume_config).
     """
-    console = console or Console(highlight=False, soft_wrap=True)
+    console = console or Console(highlight=False, soft_wrap=True, markup=False)
     seed_everything(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     world = distributed.setup(device)  # DDP only when torchrun set RANK
@@ -255,7 +255,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                 if batch_idx == 0 and not warned and looks_like_probabilities(logits):
                     warned = True
                     warnings.warn(DOUBLE_SOFTMAX, stacklevel=1)
-                    progress.console.print(f"[yellow]warning:[/yellow] {DOUBLE_SOFTMAX}")
+                    progress.console.print(f"warning: {DOUBLE_SOFTMAX}", style="yellow")
                 running_loss += loss.detach().float() * len(labels)
                 correct += (logits.detach().argmax(dim=1) == labels).sum()
                 seen += len(labels)

@@ -183,10 +183,14 @@ def temperature_at(cfg: LossConfig, step: int, total_steps: int) -> float:
 
 def looks_like_probabilities(logits: torch.Tensor) -> bool:
     """Rows in [0, 1] summing to 1 (or <= 0 with logsumexp 0): a softmax was already applied."""
+    # bf16 rows of a softmax sum to 1 only within a few 1e-3; scale the tolerance to the dtype
+    atol = max(1e-3, 4 * logits.shape[1] * torch.finfo(logits.dtype).eps) \
+        if logits.dtype.is_floating_point else 1e-3
     with torch.no_grad():
         x = logits.detach().float()
+        ones, zeros = torch.ones(len(x), device=x.device), torch.zeros(len(x), device=x.device)
         probs = bool(((x >= 0) & (x <= 1)).all()) and bool(
-            torch.allclose(x.sum(dim=1), torch.ones(len(x), device=x.device), atol=1e-3))
+            torch.allclose(x.sum(dim=1), ones, atol=atol))
         log_probs = bool((x <= 0).all()) and bool(
-            torch.allclose(x.logsumexp(dim=1), torch.zeros(len(x), device=x.device), atol=1e-3))
+            torch.allclose(x.logsumexp(dim=1), zeros, atol=atol))
     return probs or log_probs

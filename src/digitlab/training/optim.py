@@ -191,7 +191,7 @@ class Schedule:
             self.warmup = lr_scheduler.LinearLR(optimizer, start_factor=cfg.warmup_start_factor,
                                                 total_iters=self.warmup_steps)
         self.main, self.unit = SCHEDULERS.get(cfg.name)(optimizer, cfg, epoch_steps)
-        self.steps = 0
+        self.steps, self.total = 0, sum(epoch_steps)
 
     @property
     def needs_metric(self) -> bool:
@@ -201,8 +201,8 @@ class Schedule:
         self.steps += 1
         if self.steps <= self.warmup_steps:
             self.warmup.step()
-        elif self.main is not None and self.unit == "batch":
-            self.main.step()
+        elif self.main is not None and self.unit == "batch" and self.steps < self.total:
+            self.main.step()  # not after the last step: onecycle has no step beyond its end
 
     def after_epoch(self, val_loss: float | None) -> None:
         if self.main is None or self.steps < self.warmup_steps:

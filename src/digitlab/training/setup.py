@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.panel import Panel
 
 from digitlab.config import Config, load_run_config
 from digitlab.data import SOURCES, Dataset, Split
@@ -32,7 +31,11 @@ def load_data(cfg: Config, fallback: bool, console: Console) -> tuple[Dataset, C
             raise
         notice = (f"{e}\nFalling back to the bundled '{FALLBACK_DATASET}' dataset "
                   f"(1,797 small scanned digits) so this run can go on offline.")
-    console.print(Panel(notice, title="MNIST not available", border_style="yellow"))
+    # A rule above and below rather than a Panel: a panel crops lines wider than the terminal,
+    # and every word of this notice (paths, file names) matters.
+    console.rule("MNIST not available", style="yellow")
+    console.print(notice, style="yellow", markup=False, highlight=False)
+    console.rule(style="yellow")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=FALLBACK_DATASET))
     return SOURCES.get(FALLBACK_DATASET)(cfg.data), cfg, notice
 
