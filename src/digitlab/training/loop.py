@@ -276,7 +276,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                 torch.stack([running_loss, correct.float(),
                              torch.tensor(float(seen), device=device)]), world).tolist()
             avg_loss, train_accuracy, seen = totals[0] / totals[2], totals[1] / totals[2], totals[2]
-            check_finite(avg_loss, epoch, steps - 1, run_dir, world.main)
+            check_finite(avg_loss, epoch, None, run_dir, world.main)
             record = {"epoch": epoch + 1, "step": state["step"], "train_loss": avg_loss,
                       "train_accuracy": train_accuracy}
             for name, loader in eval_loaders.items():
@@ -408,18 +408,21 @@ def epoch_line(record: dict) -> str:
     return " | ".join(parts)
 
 
-def check_finite(value: float, epoch: int, batch_idx: int, run_dir: Path,
+def check_finite(value: float, epoch: int, batch_idx: int | None, run_dir: Path,
                  write: bool = True) -> None:
+    """Stop on a NaN/Inf loss. batch_idx None: found in the epoch's average (GPU, DDP)."""
     if math.isfinite(value):
         return
     if write:
         write_json(run_dir / "summary.json", {"status": "failed", "error": "non-finite loss",
                                               "epoch": epoch + 1, "batch": batch_idx})
+    where = (f"epoch {epoch + 1}, batch {batch_idx}" if batch_idx is not None
+             else f"epoch {epoch + 1} (seen in its average loss)")
     last = run_dir / "checkpoints" / "last.safetensors"
     kept = (f"The last good checkpoint (end of epoch {epoch}) is kept: {last}" if last.exists()
             else "No epoch had finished, so there is no checkpoint.")
     raise TrainingError(
-        f"the loss became {value} in epoch {epoch + 1}, batch {batch_idx}; training stopped. "
+        f"the loss became {value} in {where}; training stopped. "
         f"Lower optim.lr (e.g. --set optim.lr=1e-4) or clip gradients (--set "
         f"train.clip_norm=1.0). {kept}"
     )

@@ -23,8 +23,12 @@
   let dirty = false; // something has been drawn since the last clear
   let last = null;
   let timer = null;
-  let seq = 0; // answers to older requests are dropped
+  let seq = 0; // bumped by Clear
   let inflight = null;
+  // One request at a time: a drawing that changes while one is in flight is sent as soon as
+  // it returns, so a slow server sees the latest drawing, never a queue of stale ones.
+  let busy = false;
+  let again = false;
 
   function setStatus(text, warn) {
     statusEl.textContent = text;
@@ -69,7 +73,8 @@
   }
 
   function clearAll() {
-    seq++;
+    seq++; // answers to requests sent before this are dropped
+    again = false;
     if (inflight) inflight.abort();
     clearTimeout(timer);
     drawing = false;
@@ -150,8 +155,13 @@
 
   async function predict() {
     if (!dirty) return;
-    const mine = ++seq;
-    if (inflight) inflight.abort();
+    if (busy) {
+      again = true;
+      return;
+    }
+    busy = true;
+    again = false;
+    const mine = seq;
     const controller = new AbortController();
     inflight = controller;
     try {
@@ -165,7 +175,7 @@
         signal: controller.signal,
       });
       const body = await response.json().catch(() => ({}));
-      if (mine !== seq) return;
+      if (mine !== seq) return; // cleared meanwhile
       if (!response.ok) {
         resetResult();
         const detail = typeof body.detail === "string" ? body.detail : "";
@@ -179,10 +189,13 @@
       show(body);
       setStatus("Keep drawing, or Clear to start again.");
     } catch (err) {
-      if (err.name === "AbortError") return;
-      if (mine === seq) setStatus("Cannot reach the digitlab server.", true);
+      if (err.name !== "AbortError" && mine === seq) {
+        setStatus("Cannot reach the digitlab server.", true);
+      }
     } finally {
       if (inflight === controller) inflight = null;
+      busy = false;
+      if (again && dirty) predict();
     }
   }
 

@@ -1,0 +1,76 @@
+"""Shared fixtures: an isolated cache, no inherited data folder, the shared MNIST files,
+a switch that makes the network unreachable, and a tiny fake IDX folder.
+
+Every test gets DIGITLAB_CACHE pointed at one session-scoped temporary folder (so nothing is
+ever written to ~/.cache/digitlab) and DIGITLAB_DATA removed (so a test sees only the data
+it asks for). Tests that need an empty cache of their own use `fresh_cache`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers import (
+    MISSING_MNIST,
+    block_network,
+    holds_idx_gz,
+    shared_mnist_dir,
+    tiny_arrays,
+    write_idx_folder,
+)
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("digitlab-cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, session_cache):
+    monkeypatch.setenv("DIGITLAB_CACHE", str(session_cache))
+    monkeypatch.delenv("DIGITLAB_DATA", raising=False)
+    # Plain, deterministic console output: no forced colours, a fixed width for rich.
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "120")
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch, tmp_path) -> Path:
+    """An empty DIGITLAB_CACHE for this test only."""
+    cache = tmp_path / "fresh-cache"
+    cache.mkdir()
+    monkeypatch.setenv("DIGITLAB_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The shared MNIST folder ($DIGITLAB_DATA if set, else ../shared/data/mnist), or skip."""
+    folder = shared_mnist_dir()
+    if folder is None:
+        pytest.skip(MISSING_MNIST)
+    return folder
+
+
+@pytest.fixture
+def fashion_dir(mnist_dir) -> Path:
+    folder = mnist_dir.parent / "fashion-mnist"
+    if not holds_idx_gz(folder):
+        pytest.skip(f"shared Fashion-MNIST folder {folder} not found")
+    return folder
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every outgoing connection and DNS lookup in this process fails at once."""
+    block_network(monkeypatch)
+
+
+@pytest.fixture
+def tiny_idx_dir(tmp_path) -> Path:
+    """A folder with four tiny gzipped IDX files under MNIST's names (not the official ones:
+    12 train and 5 test images of 28x28, see helpers.tiny_arrays)."""
+    return write_idx_folder(tmp_path / "tiny-idx", tiny_arrays())

@@ -1,0 +1,116 @@
+"""Plain helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import socket
+import stat
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+# Read at import, before any fixture removes it: DIGITLAB_DATA, when set, names the shared
+# MNIST folder; else the folder beside this checkout.
+_ENV_DATA = os.environ.get("DIGITLAB_DATA", "")
+_DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MISSING_MNIST = "shared MNIST folder ../shared/data/mnist not found"
+
+
+def holds_idx_gz(folder: Path) -> bool:
+    return folder.is_dir() and all((folder / f"{base}.gz").is_file() for base in MNIST_FILES)
+
+
+def shared_mnist_dir() -> Path | None:
+    """$DIGITLAB_DATA when it is set, else ../shared/data/mnist; None without the 4 files."""
+    folder = Path(_ENV_DATA).expanduser() if _ENV_DATA else _DEFAULT_SHARED
+    return folder.resolve() if holds_idx_gz(folder) else None
+
+
+class NetworkBlocked(OSError):
+    pass
+
+
+def _refuse(*args, **kwargs):
+    raise NetworkBlocked("network access is disabled by the test suite")
+
+
+def block_network(monkeypatch) -> None:
+    """Make every outgoing connection and DNS lookup in this process fail at once."""
+    monkeypatch.setattr(socket.socket, "connect", _refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", _refuse)
+    monkeypatch.setattr(socket, "create_connection", _refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", _refuse)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file's bytes: magic 2051 (3-d images) or 2049 (1-d labels), big-endian dims."""
+    magic = {3: 2051, 1: 2049}[array.ndim]
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def tiny_arrays() -> dict[str, np.ndarray]:
+    """Small MNIST-shaped splits: 12 train and 5 test images; pixel [0, 0] encodes the index."""
+    rng = np.random.default_rng(7)
+
+    def images(n: int, offset: int) -> np.ndarray:
+        out = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        out[:, 0, 0] = np.arange(offset, offset + n)
+        return out
+
+    return {
+        "train-images-idx3-ubyte": images(12, 0),
+        "train-labels-idx1-ubyte": (np.arange(12) % 10).astype(np.uint8),
+        "t10k-images-idx3-ubyte": images(5, 100),
+        "t10k-labels-idx1-ubyte": (np.arange(5) * 3 % 10).astype(np.uint8),
+    }
+
+
+def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for base, array in arrays.items():
+        data = idx_bytes(array)
+        if gz:
+            # mtime=0: the same arrays always give the same bytes, hence the same md5
+            (folder / f"{base}.gz").write_bytes(gzip.compress(data, mtime=0))
+        else:
+            (folder / base).write_bytes(data)
+    return folder
+
+
+def link_folder(source: Path, target: Path, names=None) -> Path:
+    """target/<name> -> source/<name> symlinks for the four .gz files (or `names`)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names or [f"{base}.gz" for base in MNIST_FILES]:
+        (target / name).symlink_to(source / name)
+    return target
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry under root (root included): type, size, mtime; symlink targets too."""
+    entries = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        st = path.lstat()
+        entry = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns)
+        if path.is_symlink():
+            target = path.stat()
+            entry += (str(path.readlink()), target.st_size, target.st_mtime_ns)
+        entries[str(path.relative_to(root))] = entry
+    return entries
+
+
+def flat(text: str) -> str:
+    """Console text with rich's box characters removed and all whitespace collapsed,
+    so that a message wrapped inside a panel can be searched as one line."""
+    text = re.sub(r"[\u2500-\u257f]", " ", text)
+    return " ".join(text.split())
