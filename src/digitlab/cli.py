@@ -163,6 +163,11 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def as_label(name: str) -> int | str:
+    """Digit classes print as ints (7), others keep their names ("Sneaker")."""
+    return int(name) if name.isdigit() else name
+
+
 def cmd_predict(args) -> int:
     import json
     from pathlib import Path
@@ -186,11 +191,12 @@ def cmd_predict(args) -> int:
             continue
         top = probs.topk(min(args.top_k, len(probs)))
         label = predictor.classes[int(top.indices[0])]
-        result = {"file": str(path), "label": int(label) if label.isdigit() else label,
+        result = {"file": str(path), "label": as_label(label),
                   "confidence": float(top.values[0]),
                   "probabilities": [round(float(p), 6) for p in probs]}
         if args.top_k > 1:
-            result["top_k"] = [{"label": predictor.classes[int(i)], "probability": float(v)}
+            result["top_k"] = [{"label": as_label(predictor.classes[int(i)]),
+                                "probability": float(v)}
                                for v, i in zip(top.values, top.indices, strict=True)]
         results.append(result)
         if args.show:

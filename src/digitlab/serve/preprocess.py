@@ -9,6 +9,7 @@ colour, alpha. Each step below removes one of those differences.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ def open_image(source: str | Path | bytes) -> Image.Image:
         handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     except OSError as e:
         raise ImageError(f"{name}: cannot open ({e.strerror or e})") from None
-    with handle:
+    with handle, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
         try:
             with Image.open(handle) as probe:
                 width, height = probe.size
@@ -42,8 +44,12 @@ def open_image(source: str | Path | bytes) -> Image.Image:
                 image = probe.copy()
         except ImageError:
             raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-                Image.DecompressionBombError) as e:
+        except Image.DecompressionBombError:
+            raise ImageError(f"{name}: too large to decode safely (a decompression bomb?)") \
+                from None
+        except UnidentifiedImageError:
+            raise ImageError(f"{name}: not a recognized image format") from None
+        except (OSError, SyntaxError, ValueError) as e:
             raise ImageError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
     if image.width < 1 or image.height < 1:
         raise ImageError(f"{name}: empty image")

@@ -1,0 +1,234 @@
+"""The drawing page in a real, headless Chromium against a real `digitlab serve` process:
+draw a stroke with the mouse, see a prediction, the bars and the 28x28 preview; Clear resets.
+
+Needs Playwright (pip) and Chromium at /usr/bin/chromium (apt-get install chromium);
+skipped without them. DIGITLAB_README_SCREENSHOT=1 also saves docs/images/serve.png.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from digitlab.cli import main
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+README_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "serve.png"
+
+
+# ---------------------------------------------------------------- a tiny trained run
+
+
+def trained_run(tmp_path_factory, session_cache: Path) -> Path:
+    """A seed-mlp trained 3 epochs on the bundled digits (~94% test accuracy, seconds on a
+    CPU); trained once per test session and shared by the modules that need one."""
+    run = tmp_path_factory.getbasetemp() / "shared-run-digits-mlp"
+    if not (run / "checkpoints" / "last.safetensors").is_file():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DIGITLAB_CACHE", str(session_cache))
+            mp.delenv("DIGITLAB_DATA", raising=False)
+            shutil.rmtree(run, ignore_errors=True)
+            code = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(run)])
+        assert code == 0, "training the test model failed"
+    return run
+
+
+# ---------------------------------------------------------------- server and browser
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def sync_api():
+    if not CHROMIUM.is_file():
+        pytest.skip("Chromium not installed: apt-get install chromium")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.skip("Playwright not installed: pip install playwright")
+    return sync_api
+
+
+@pytest.fixture(scope="module")
+def server(sync_api, tmp_path_factory, session_cache):
+    """`python -m digitlab serve RUN_DIR --port P` on loopback; its base URL once up."""
+    run = trained_run(tmp_path_factory, session_cache)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    port = free_port()
+    env = dict(os.environ, DIGITLAB_CACHE=str(session_cache))
+    env.pop("DIGITLAB_DATA", None)
+    proc = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", str(run),
+                             "--port", str(port), "--device", "cpu"],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the server did not answer within 60 s:\n{log.read_text()}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser(sync_api):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 900, "height": 640},
+                                  device_scale_factor=1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error"
+            and "status of 400" not in msg.text else None)  # a 400 is how "no digit" arrives
+    outside: list[str] = []
+    page.on("request", lambda req: outside.append(req.url)
+            if not req.url.startswith((server, "data:", "blob:")) else None)
+    page.goto(f"{server}/")
+    yield page
+    context.close()
+    assert not outside, f"the page reached outside the server: {outside}"
+    assert not errors, f"errors in the page: {errors}"
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def draw(page, points: list[tuple[float, float]]) -> None:
+    """A mouse stroke through points given as fractions of #pad's size."""
+    box = page.locator("#pad").bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=6)
+    page.mouse.up()
+
+
+def bar_widths(page) -> list[float]:
+    return page.eval_on_selector_all(
+        "#bars > .bar", "bars => bars.map(b => parseFloat(b.style.width) || 0)")
+
+
+def test_draw_predict_and_clear(page, tmp_path):
+    assert page.title() == "digitlab: draw a digit"
+    assert page.locator("#bars > .bar").count() == 10
+    assert page.locator("#label").inner_text().strip() not in list("0123456789")
+    assert page.evaluate("() => getComputedStyle(document.getElementById('pad')).touchAction") \
+        == "none"
+
+    draw(page, [(0.5, 0.12), (0.5, 0.35), (0.49, 0.6), (0.48, 0.88)])  # a vertical stroke
+
+    page.wait_for_function(
+        "() => /^[0-9]$/.test(document.getElementById('label').textContent.trim())",
+        timeout=15_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#bars > .bar')]"
+        ".some(b => parseFloat(b.style.width) > 0)",
+        timeout=15_000)
+    bars = page.locator("#bars > .bar")
+    assert bars.count() == 10
+    assert [bars.nth(i).get_attribute("data-digit") for i in range(10)] == list("0123456789")
+    widths = bar_widths(page)
+    assert sum(widths) == pytest.approx(100, abs=1.5)
+    label = page.locator("#label").inner_text().strip()
+    top = max(range(10), key=widths.__getitem__)
+    assert page.locator("#bars > .bar.top").count() == 1
+    assert page.locator("#bars > .bar.top").get_attribute("data-digit") == str(top) == label
+    assert "%" in page.locator("#confidence").inner_text()
+    # the 28x28 preview holds the digit the model saw: white ink on black
+    ink = page.evaluate("""() => {
+        const c = document.getElementById('preview');
+        const d = c.getContext('2d').getImageData(0, 0, 28, 28).data;
+        let lit = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 128) lit++;
+        return [c.width, c.height, lit, d[0]];
+    }""")
+    assert ink[:2] == [28, 28] and ink[2] > 15 and ink[3] == 0
+    assert page.evaluate(
+        "() => getComputedStyle(document.getElementById('preview')).imageRendering") \
+        in ("pixelated", "crisp-edges")
+
+    shot = tmp_path / "serve.png"
+    page.screenshot(path=str(shot))
+    assert shot.is_file() and shot.stat().st_size > 5_000
+    if os.environ.get("DIGITLAB_README_SCREENSHOT"):  # opt-in: refresh the README's picture
+        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.locator("main").screenshot(path=str(README_SCREENSHOT))
+
+    page.click("#clear")
+    assert page.locator("#label").inner_text().strip() not in list("0123456789")
+    assert max(bar_widths(page)) == 0
+    blank = page.evaluate("""() => {
+        const d = document.getElementById('pad').getContext('2d').getImageData(0, 0, 280, 280);
+        return d.data.every((v, i) => i % 4 === 3 ? v === 255 : v === 0);
+    }""")
+    assert blank, "Clear should leave a black pad"
+
+
+def test_a_tiny_dot_gives_a_friendly_message(page):
+    draw(page, [(0.3, 0.3), (0.3, 0.3)])  # a click: a single dot, too little to be a digit
+    page.wait_for_function(
+        "() => document.getElementById('status').textContent.toLowerCase().includes('no digit')"
+        " || /^[0-9]$/.test(document.getElementById('label').textContent.trim())",
+        timeout=15_000)
+    status = page.locator("#status").inner_text()
+    label = page.locator("#label").inner_text().strip()
+    assert label in list("0123456789") or "no digit" in status.lower()
+
+
+def test_predicts_while_drawing_and_escape_clears(page):
+    box = page.locator("#pad").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.15
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + box["height"] * 0.85, steps=10)
+    # the button is still down: the debounced request must answer without a pointerup
+    page.wait_for_function(
+        "() => /^[0-9]$/.test(document.getElementById('label').textContent.trim())",
+        timeout=15_000)
+    page.mouse.up()
+    page.keyboard.press("Escape")
+    assert page.locator("#label").inner_text().strip() not in list("0123456789")
+    assert max(bar_widths(page)) == 0

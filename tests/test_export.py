@@ -1,0 +1,173 @@
+"""`digitlab export`: ONNX and TorchScript files that give the PyTorch model's logits on real
+digits, normalization included, for any batch size."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from digitlab.cli import main
+from digitlab.export import exportable
+
+TOLERANCE = 1e-4
+
+
+# ---------------------------------------------------------------- a tiny trained run
+
+
+def trained_run(tmp_path_factory, session_cache: Path) -> Path:
+    """A seed-mlp trained 3 epochs on the bundled digits (~94% test accuracy, seconds on a
+    CPU); trained once per test session and shared by the modules that need one."""
+    run = tmp_path_factory.getbasetemp() / "shared-run-digits-mlp"
+    if not (run / "checkpoints" / "last.safetensors").is_file():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DIGITLAB_CACHE", str(session_cache))
+            mp.delenv("DIGITLAB_DATA", raising=False)
+            shutil.rmtree(run, ignore_errors=True)
+            code = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(run)])
+        assert code == 0, "training the test model failed"
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, session_cache) -> Path:
+    return trained_run(tmp_path_factory, session_cache)
+
+
+@pytest.fixture(scope="module")
+def digits_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """64 real images of the digits test split as float32 [64, 1, 28, 28] in [0, 1], and
+    their labels."""
+    from digitlab.config import Config, apply_overrides
+    from digitlab.data import SOURCES
+
+    cfg = apply_overrides(Config(), {"data.name": "digits"})
+    test = SOURCES.get("digits")(cfg.data).test
+    images, labels = test.images[:64], test.labels[:64]
+    return (images.float() / 255.0).unsqueeze(1).contiguous(), labels
+
+
+@pytest.fixture(scope="module")
+def reference(run_dir):
+    """The PyTorch model with its normalization: pixels in [0, 1] -> logits."""
+    wrapped, predictor = exportable(run_dir)
+    return wrapped, predictor
+
+
+def export(run_dir: Path, fmt: str, out: Path, capsys) -> Path:
+    with warnings.catch_warnings():  # torch's notes on its legacy exporters
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        assert main(["export", str(run_dir), "--format", fmt, "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert out.is_file() and out.stat().st_size > 10_000
+    assert not list(out.parent.glob(f".{out.name}*")), "a temporary file was left behind"
+    return out
+
+
+def slices(batch: torch.Tensor):
+    """The whole batch, then batches of 1 and 7: the batch dimension must be dynamic."""
+    yield batch
+    yield batch[:1]
+    yield batch[3:10]
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+@pytest.fixture(scope="module")
+def onnx_file(run_dir, tmp_path_factory):
+    pytest.importorskip("onnx", reason="ONNX export needs the export extra: "
+                                       "pip install 'digitlab[export]'")
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        assert main(["export", str(run_dir), "--format", "onnx", "--out", str(out)]) == 0
+    return out
+
+
+def test_onnx_is_valid_with_a_dynamic_batch(onnx_file):
+    import onnx
+
+    model = onnx.load(str(onnx_file))
+    onnx.checker.check_model(model)
+    (pixels,) = model.graph.input
+    (logits,) = model.graph.output
+    assert pixels.name == "pixels" and logits.name == "logits"
+    dims = pixels.type.tensor_type.shape.dim
+    assert dims[0].dim_param and not dims[0].dim_value, "the batch dimension should be symbolic"
+    assert [d.dim_value for d in dims[1:]] == [1, 28, 28]
+
+
+def test_onnxruntime_matches_pytorch(onnx_file, reference, digits_batch):
+    ort = pytest.importorskip("onnxruntime", reason="parity needs onnxruntime: "
+                                                    "pip install 'digitlab[export]'")
+    wrapped, predictor = reference
+    images, labels = digits_batch
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    for batch in slices(images):
+        (got,) = session.run(["logits"], {"pixels": batch.numpy()})
+        with torch.no_grad():
+            want = wrapped(batch).numpy()
+        assert got.shape == (len(batch), 10)
+        assert np.abs(got - want).max() <= TOLERANCE
+    # and it classifies the real digits like the model does (which is mostly right)
+    (logits,) = session.run(["logits"], {"pixels": images.numpy()})
+    uint8 = (images.squeeze(1) * 255).round().to(torch.uint8)
+    assert (logits.argmax(1) == predictor.probabilities(uint8).argmax(1).numpy()).all()
+    assert (logits.argmax(1) == labels.numpy()).mean() >= 0.85
+
+
+def test_onnx_export_via_cli_reports_the_path(run_dir, tmp_path, capsys):
+    pytest.importorskip("onnx", reason="ONNX export needs the export extra")
+    export(run_dir, "onnx", tmp_path / "nested" / "dir" / "m.onnx", capsys)
+
+
+def test_onnx_without_the_extra_is_a_usage_error(run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run_dir), "--format", "onnx", "--out", str(out)]) == 2
+    assert "digitlab[export]" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- TorchScript
+
+
+def test_torchscript_matches_pytorch(run_dir, reference, digits_batch, tmp_path, capsys):
+    out = export(run_dir, "torchscript", tmp_path / "model.pt", capsys)
+    wrapped, _ = reference
+    images, _ = digits_batch
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(out), map_location="cpu").eval()
+    with torch.no_grad():
+        for batch in slices(images):
+            got, want = loaded(batch), wrapped(batch)
+            assert got.shape == (len(batch), 10)
+            assert (got - want).abs().max().item() <= TOLERANCE
+
+
+def test_export_from_a_checkpoint_file(run_dir, reference, digits_batch, tmp_path, capsys):
+    _, predictor = reference
+    out = export(predictor.path, "torchscript", tmp_path / "from-checkpoint.pt", capsys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(out), map_location="cpu").eval()
+    images, _ = digits_batch
+    with torch.no_grad():
+        assert (loaded(images) - reference[0](images)).abs().max().item() <= TOLERANCE
+
+
+def test_export_of_a_missing_run_exits_2(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert main(["export", str(tmp_path / "nope"), "--format", "torchscript",
+                 "--out", str(out)]) == 2
+    assert "nope" in capsys.readouterr().err and not out.exists()

@@ -1,0 +1,222 @@
+"""Photo -> MNIST-style 28x28: drawn, photo-like test images (never MNIST digits) must come
+out white on black, fitted to the 20x20 box and centred by mass; bad input is an ImageError."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digitlab.serve.preprocess import MAX_PIXELS, ImageError, open_image, preprocess, to_mnist
+
+INK_LEVEL = 64  # a pixel counts as ink in the 28x28 output from this level up
+
+
+# ---------------------------------------------------------------- photo-like test images
+
+
+def paper(size: tuple[int, int], rng: np.random.Generator, mode: str = "RGB",
+          noise: float = 4.0) -> Image.Image:
+    """Light, unevenly lit paper: brighter at the top left, darker at the bottom right,
+    slightly yellow in RGB, with sensor noise."""
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gray = 235 - 70 * xx / w - 50 * yy / h + rng.normal(0, noise, (h, w))
+    gray = np.clip(gray, 0, 255).astype(np.uint8)
+    if mode == "L":
+        return Image.fromarray(gray, "L")
+    tint = [gray, np.clip(gray.astype(int) - 8, 0, 255), np.clip(gray.astype(int) - 20, 0, 255)]
+    return Image.fromarray(np.stack(tint, -1).astype(np.uint8), "RGB")
+
+
+def draw_digit(draw: ImageDraw.ImageDraw, shape: str, box: tuple, width: int, fill) -> None:
+    """Digit-like strokes inside box: "1" a vertical line, "7" a bar and a slanted stroke,
+    "0" an ellipse."""
+    x0, y0, x1, y1 = box
+    if shape == "1":
+        cx = (x0 + x1) / 2
+        draw.line([(cx, y0), (cx, y1)], fill=fill, width=width)
+    elif shape == "7":
+        draw.line([(x0, y0), (x1, y0)], fill=fill, width=width)
+        draw.line([(x1, y0), (x0 + (x1 - x0) * 0.35, y1)], fill=fill, width=width)
+    elif shape == "0":
+        draw.ellipse(box, outline=fill, width=width)
+    else:
+        raise ValueError(shape)
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def photo(shape: str, size=(400, 300), box=(40, 30, 140, 250), width=6, mode="RGB",
+          seed=0) -> Image.Image:
+    """Dark ink on light paper; box is where the digit goes (usually off-centre)."""
+    image = paper(size, np.random.default_rng(seed), "L" if mode == "L" else "RGB")
+    draw_digit(ImageDraw.Draw(image), shape, box, width,
+               25 if mode == "L" else (20, 22, 35))
+    return image
+
+
+def center_of_mass(digit: np.ndarray) -> tuple[float, float]:
+    ink = digit.astype(np.float64)
+    rows, cols = np.indices(ink.shape)
+    return float((rows * ink).sum() / ink.sum()), float((cols * ink).sum() / ink.sum())
+
+
+def longest_ink_side(digit: np.ndarray) -> int:
+    rows, cols = np.nonzero(digit >= INK_LEVEL)
+    return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
+
+
+def assert_mnist_like(digit: np.ndarray) -> None:
+    assert digit.dtype == np.uint8 and digit.shape == (28, 28)
+    # white ink on black: everything away from the digit is background, most pixels exactly 0
+    rows, cols = np.nonzero(digit >= INK_LEVEL)
+    away = np.ones_like(digit, dtype=bool)
+    away[max(rows.min() - 2, 0): rows.max() + 3, max(cols.min() - 2, 0): cols.max() + 3] = False
+    assert digit[away].max(initial=0) <= 10, "the background should be black"
+    assert np.median(digit) == 0
+    assert digit.max() >= 200, "the ink should be bright"
+    assert 19 <= longest_ink_side(digit) <= 21, "the digit should fill the 20x20 box"
+    cy, cx = center_of_mass(digit)
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1, f"center of mass at ({cy:.2f}, {cx:.2f})"
+
+
+# ---------------------------------------------------------------- good input
+
+
+CASES = [  # (size, box, stroke width): off-centre, small and big, thin and thick
+    ((400, 300), (40, 30, 140, 250), 6),
+    ((640, 480), (300, 100, 420, 420), 25),
+    ((200, 200), (120, 20, 180, 120), 2),
+    ((1000, 800), (100, 100, 700, 700), 40),
+]
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("shape", ["1", "7", "0"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_photo_like_input_becomes_mnist_like(shape, mode, fmt, case):
+    size, box, width = CASES[case]
+    data = encode(photo(shape, size, box, width, mode, seed=case), fmt)
+    digit = preprocess(data)
+    assert_mnist_like(digit)
+
+
+def test_file_path_and_bytes_agree(tmp_path):
+    image = photo("7")
+    path = tmp_path / "seven.png"
+    image.save(path)
+    np.testing.assert_array_equal(preprocess(path), preprocess(path.read_bytes()))
+    np.testing.assert_array_equal(preprocess(str(path)), to_mnist(image))
+
+
+def test_strokes_on_transparent_background_use_alpha_as_ink():
+    image = Image.new("RGBA", (300, 300), (0, 0, 0, 0))
+    draw_digit(ImageDraw.Draw(image), "0", (60, 40, 200, 260), 14, (0, 0, 0, 255))
+    digit = preprocess(encode(image, "PNG"))
+    assert_mnist_like(digit)
+
+
+def test_opaque_rgba_photo_is_read_like_rgb():
+    rgb = photo("1", mode="RGB")
+    rgba = rgb.convert("RGBA")
+    np.testing.assert_array_equal(preprocess(encode(rgba, "PNG")), preprocess(encode(rgb, "PNG")))
+
+
+def test_heavy_noise_and_strong_gradient():
+    rng = np.random.default_rng(3)
+    image = paper((500, 400), rng, "RGB", noise=12)
+    draw_digit(ImageDraw.Draw(image), "7", (260, 60, 420, 330), 12, (30, 30, 40))
+    assert_mnist_like(preprocess(encode(image, "JPEG")))
+
+
+@pytest.mark.parametrize("shape", ["1", "7", "0"])
+def test_inverted_input_gives_nearly_the_same_digit(shape):
+    dark_on_light = photo(shape, mode="L", seed=5)
+    # white ink on a dark, unevenly lit background: the same strokes, polarity reversed
+    light_on_dark = Image.fromarray(255 - np.asarray(dark_on_light), "L")
+    a = preprocess(encode(dark_on_light, "PNG")).astype(np.int16)
+    b = preprocess(encode(light_on_dark, "PNG")).astype(np.int16)
+    assert_mnist_like(b.astype(np.uint8))
+    assert np.abs(a - b).mean() < 8
+    assert ((a >= INK_LEVEL) == (b >= INK_LEVEL)).mean() > 0.97
+
+
+def test_exif_rotation_is_honoured():
+    # a "1" drawn sideways (a horizontal bar) with EXIF orientation 6 (rotate 90 on display)
+    image = paper((400, 300), np.random.default_rng(1), "RGB")
+    ImageDraw.Draw(image).line([(60, 150), (340, 150)], fill=(20, 20, 30), width=10)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes())
+    digit = preprocess(buffer.getvalue())
+    rows, cols = np.nonzero(digit >= INK_LEVEL)
+    assert np.ptp(rows) > 3 * np.ptp(cols), "the stroke should be upright after EXIF rotation"
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("mode,color", [("L", 255), ("L", 0), ("RGB", (240, 235, 220)),
+                                        ("RGBA", (0, 0, 0, 0))])
+def test_blank_image_says_no_digit(mode, color):
+    with pytest.raises(ImageError, match="no digit"):
+        preprocess(encode(Image.new(mode, (200, 150), color), "PNG"))
+
+
+def test_blank_paper_with_gradient_and_noise_says_no_digit():
+    with pytest.raises(ImageError, match="no digit"):
+        preprocess(encode(paper((300, 300), np.random.default_rng(2)), "JPEG"))
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n",
+                                  bytes(range(256)) * 4], ids=["empty", "text", "png-magic",
+                                                               "binary"])
+def test_non_image_bytes_raise(data):
+    with pytest.raises(ImageError):
+        preprocess(data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_truncated_files_raise(fmt, fraction):
+    data = encode(photo("0", seed=4), fmt)
+    with pytest.raises(ImageError):
+        preprocess(data[: int(len(data) * fraction)])
+
+
+def test_missing_file_names_it(tmp_path):
+    missing = tmp_path / "nope.png"
+    with pytest.raises(ImageError, match="nope.png"):
+        open_image(missing)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny real PNG whose IHDR (with a valid CRC) claims width x height pixels."""
+    data = bytearray(encode(Image.new("L", (8, 8), 255), "PNG"))
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_huge_image_header_is_refused_before_decoding():
+    side = int(MAX_PIXELS ** 0.5) + 1000  # over preprocess's limit, under Pillow's own
+    with pytest.raises(ImageError, match="too large"):
+        preprocess(png_claiming(side, side))
+
+
+def test_decompression_bomb_header_is_refused():
+    # 20000 x 20000 = 400 M pixels: past Pillow's own bomb limit, refused while opening
+    with pytest.raises(ImageError, match="(?i)too large|decompression bomb"):
+        preprocess(png_claiming(20000, 20000))

@@ -1,0 +1,428 @@
+"""The web app: routes, /predict's two input forms and its refusals (4xx JSON, never 500),
+a fuzz of /predict, and one real uvicorn process on loopback."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import warnings
+import zlib
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+
+from digitlab.cli import main
+from digitlab.serve.app import MAX_BODY, STATIC, create_app, is_loopback
+from digitlab.serve.predict import Predictor
+
+with warnings.catch_warnings():  # starlette's note that it prefers httpx2 to httpx
+    warnings.filterwarnings("ignore", message=".*httpx2")
+    from fastapi.testclient import TestClient
+
+
+# ---------------------------------------------------------------- a tiny trained run
+
+
+def trained_run(tmp_path_factory, session_cache: Path) -> Path:
+    """A seed-mlp trained 3 epochs on the bundled digits (~94% test accuracy, seconds on a
+    CPU); trained once per test session and shared by the modules that need one."""
+    run = tmp_path_factory.getbasetemp() / "shared-run-digits-mlp"
+    if not (run / "checkpoints" / "last.safetensors").is_file():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DIGITLAB_CACHE", str(session_cache))
+            mp.delenv("DIGITLAB_DATA", raising=False)
+            shutil.rmtree(run, ignore_errors=True)
+            code = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(run)])
+        assert code == 0, "training the test model failed"
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, session_cache) -> Path:
+    return trained_run(tmp_path_factory, session_cache)
+
+
+@pytest.fixture(scope="module")
+def client(run_dir) -> TestClient:
+    with TestClient(create_app(Predictor.load(run_dir, device="cpu"))) as c:
+        yield c
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def drawn_one(fmt: str = "PNG") -> bytes:
+    """A "1" drawn like on the page: a thick white stroke on a black square."""
+    image = Image.new("RGB", (280, 280), "black")
+    ImageDraw.Draw(image).line([(150, 50), (140, 230)], fill="white", width=20)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny real PNG whose IHDR (with a valid CRC) claims width x height pixels."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 255).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def upload(client, data: bytes, name: str = "digit.png", content_type: str = "image/png"):
+    return client.post("/predict", files={"file": (name, data, content_type)})
+
+
+def assert_prediction(body: dict) -> None:
+    assert isinstance(body["label"], int) and 0 <= body["label"] <= 9
+    probs = body["probabilities"]
+    assert len(probs) == 10 and all(0.0 <= p <= 1.0 for p in probs)
+    assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+    assert body["confidence"] == pytest.approx(max(probs))
+    assert probs.index(max(probs)) == body["label"]
+    digit = np.asarray(body["preprocessed"])
+    assert digit.shape == (28, 28)
+    assert digit.dtype.kind == "i" and digit.min() >= 0 and digit.max() <= 255
+
+
+def assert_json_error(response, status: int | tuple[int, ...]) -> str:
+    statuses = (status,) if isinstance(status, int) else status
+    assert response.status_code in statuses, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail
+    return detail
+
+
+# ---------------------------------------------------------------- pages and metadata
+
+EXTERNAL = re.compile(r"(?i)(https?:)?//[a-z0-9.-]+\.[a-z]{2,}|@import|@font-face")
+
+
+def test_index_page_is_self_contained(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    assert "<title>digitlab: draw a digit</title>" in html
+    for element_id in ("pad", "clear", "label", "confidence", "bars", "preview"):
+        assert f'id="{element_id}"' in html
+    assert "http://" not in html and "https://" not in html
+    # every script and stylesheet comes from this server
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert ref.startswith("/static/") or ref.startswith("data:"), ref
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("name,kind", [("app.js", "javascript"), ("style.css", "text/css")])
+def test_static_assets_are_served_and_local(client, name, kind):
+    response = client.get(f"/static/{name}")
+    assert response.status_code == 200
+    assert kind in response.headers["content-type"]
+    assert not EXTERNAL.search(response.text), EXTERNAL.search(response.text)
+    assert response.text == (STATIC / name).read_text(encoding="utf-8")
+
+
+def test_page_wiring(client):
+    js = client.get("/static/app.js").text
+    css = client.get("/static/style.css").text
+    assert '"/predict"' in js and "FormData" in js and '"file"' in js
+    assert "pointerdown" in js and "pointerup" in js and "toBlob" in js
+    assert "touch-action: none" in css and "pixelated" in css
+
+
+def test_static_does_not_escape_its_folder(client):
+    assert client.get("/static/../app.py").status_code == 404
+    assert client.get("/static/%2e%2e/app.py").status_code == 404
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_model(client):
+    info = client.get("/model").json()
+    assert info["model"] == "seed-mlp" and info["dataset"] == "digits"
+    assert 0.85 <= info["test_accuracy"] <= 1.0
+    assert info["config"]["model"] == "seed-mlp"
+
+
+def test_docs_and_openapi(client):
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "post" in spec["paths"]["/predict"]
+    content = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "application/json"} <= set(content)
+
+
+# ---------------------------------------------------------------- POST /predict
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_predict_upload(client, fmt):
+    response = upload(client, drawn_one(fmt))
+    assert response.status_code == 200
+    body = response.json()
+    assert_prediction(body)
+    digit = np.asarray(body["preprocessed"])
+    assert digit[0].max() == 0 and digit.max() > 200  # white ink on black, fitted
+
+
+def test_predict_upload_agrees_with_the_predictor(client, run_dir):
+    data = drawn_one()
+    body = upload(client, data).json()
+    digit, probs = Predictor.load(run_dir, device="cpu").predict_file(data)
+    assert body["preprocessed"] == digit.astype(int).tolist()
+    assert np.allclose(body["probabilities"], probs.numpy(), atol=1e-6)
+
+
+def test_predict_raw_image_body(client):
+    response = client.post("/predict", content=drawn_one(), headers={"content-type": "image/png"})
+    assert response.status_code == 200
+    assert_prediction(response.json())
+
+
+def test_predict_pixels_0_255_and_0_1_agree(client):
+    digit = np.asarray(upload(client, drawn_one()).json()["preprocessed"])
+    as_255 = client.post("/predict", json={"pixels": digit.tolist()})
+    as_01 = client.post("/predict", json={"pixels": (digit / 255.0).tolist()})
+    assert as_255.status_code == as_01.status_code == 200
+    assert_prediction(as_255.json())
+    assert as_255.json()["preprocessed"] == digit.tolist()
+    assert as_01.json()["label"] == as_255.json()["label"]
+    assert as_01.json()["probabilities"] == pytest.approx(as_255.json()["probabilities"],
+                                                          abs=1e-6)
+
+
+BAD_PIXELS = {
+    "27 rows": [[0] * 28] * 27,
+    "short row": [[0] * 28] * 27 + [[0] * 27],
+    "flat": [0] * 784,
+    "strings": [["1"] * 28] * 28,
+    "booleans": [[True] * 28] * 28,
+    "nested": [[[0]] * 28] * 28,
+    "negative": [[-1] * 28] * 28,
+    "over 255": [[256] * 28] * 28,
+    "not a list": "pixels",
+    "null": None,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PIXELS))
+def test_predict_bad_pixels_is_422(client, case):
+    assert_json_error(client.post("/predict", json={"pixels": BAD_PIXELS[case]}), 422)
+
+
+@pytest.mark.parametrize("body", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_predict_non_finite_pixels_is_422(client, body):
+    rows = [[0] * 28 for _ in range(27)] + [[0] * 27 + ["__X__"]]
+    raw = json.dumps({"pixels": rows}).replace('"__X__"', body.decode()).encode()
+    response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert_json_error(response, 422)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'{"pixel": []}', b"\xff\xfe"])
+def test_predict_malformed_json_is_422(client, raw):
+    response = client.post("/predict", content=raw, headers={"content-type": "application/json"})
+    assert_json_error(response, 422)
+
+
+def test_predict_blank_is_400_no_digit(client):
+    blank = io.BytesIO()
+    Image.new("RGB", (280, 280), "black").save(blank, "PNG")
+    assert "no digit" in assert_json_error(upload(client, blank.getvalue()), 400)
+    assert "no digit" in assert_json_error(
+        client.post("/predict", json={"pixels": [[0] * 28] * 28}), 400)
+
+
+@pytest.mark.parametrize("data", [b"hello, not an image", b"", b"\x89PNG\r\n\x1a\nbroken"])
+def test_predict_non_image_upload_is_400(client, data):
+    assert_json_error(upload(client, data), 400)
+
+
+def test_predict_truncated_upload_is_400(client):
+    data = drawn_one("JPEG")
+    assert_json_error(upload(client, data[: len(data) // 2], "digit.jpg", "image/jpeg"), 400)
+
+
+def test_predict_without_file_field_is_422(client):
+    response = client.post("/predict", files={"image": ("d.png", drawn_one(), "image/png")})
+    assert "'file'" in assert_json_error(response, 422)
+
+
+def test_predict_unsupported_content_type_is_415(client):
+    response = client.post("/predict", content=b"1 2 3", headers={"content-type": "text/plain"})
+    assert_json_error(response, 415)
+
+
+def test_predict_over_2_mb_is_413(client):
+    big = drawn_one() + b"\0" * MAX_BODY  # a valid PNG followed by padding: over the limit
+    assert "2 MB" in assert_json_error(upload(client, big), 413)
+
+
+def test_predict_over_2_mb_without_content_length_is_413(client):
+    def chunks():  # chunked transfer: no Content-Length, the server must count
+        for _ in range(3):
+            yield b"\0" * (MAX_BODY // 2)
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "image/png"})
+    assert "content-length" not in response.request.headers
+    assert_json_error(response, 413)
+
+
+def test_predict_just_under_2_mb_is_read(client):
+    padded = drawn_one() + b"\0" * (MAX_BODY - 1024 - len(drawn_one()))
+    response = client.post("/predict", content=padded, headers={"content-type": "image/png"})
+    assert response.status_code == 200  # PNG readers ignore trailing bytes
+
+
+@pytest.mark.parametrize("side", [8000, 20000])
+def test_predict_oversized_image_header_is_refused(client, side):
+    detail = assert_json_error(upload(client, png_claiming(side, side)), 400)
+    assert re.search(r"(?i)too large|decompression bomb", detail)
+
+
+# ---------------------------------------------------------------- fuzz: /predict
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-300, 300) | st.floats(allow_nan=False,
+                                                                    allow_infinity=False)
+    | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=30) | st.dictionaries(st.text(max_size=6),
+                                                                       children, max_size=3),
+    max_leaves=60,
+)
+GRIDS = st.lists(st.lists(st.one_of(st.integers(-2, 300), st.floats(-1, 300)), min_size=27,
+                          max_size=29), min_size=27, max_size=29)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=2048),
+                 st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a"])
+                 .flatmap(lambda m: st.binary(max_size=256).map(lambda t: m + t)),
+                 st.integers(0, 2000).map(lambda n: drawn_one("JPEG")[:n])))
+def test_fuzz_upload_never_500(client, data):
+    response = upload(client, data)
+    assert response.status_code < 500
+    if response.status_code == 200:
+        assert_prediction(response.json())
+    else:
+        assert_json_error(response, (400, 413, 415, 422))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.one_of(JSON_VALUES, st.fixed_dictionaries({"pixels": JSON_VALUES}),
+                 st.fixed_dictionaries({"pixels": GRIDS})))
+def test_fuzz_json_never_500(client, payload):
+    response = client.post("/predict", json=payload)  # json=None sends no body: 415
+    assert response.status_code < 500
+    if response.status_code == 200:
+        assert_prediction(response.json())
+    else:
+        assert_json_error(response, (400, 415, 422) if payload is None else (400, 422))
+
+
+# ---------------------------------------------------------------- a real server
+
+
+def test_is_loopback():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+
+
+@pytest.mark.parametrize("host,warned", [("127.0.0.1", False), ("::1", False),
+                                         ("0.0.0.0", True), ("192.168.1.10", True)])
+def test_serve_announces_where_it_listens(run_dir, monkeypatch, capsys, host, warned):
+    import uvicorn
+
+    from digitlab.serve import app as app_module
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    app_module.serve(str(run_dir), host=host, port=8123, device="cpu")
+    (app, kwargs), = calls
+    assert kwargs == {"host": host, "port": 8123, "log_level": "warning"}
+    assert app.state.predictor.cfg.model.name == "seed-mlp"
+    lines = capsys.readouterr().out.strip().splitlines()
+    shown = f"[{host}]" if ":" in host else host
+    assert f"http://{shown}:8123/" in lines[0]
+    assert len(lines) == (2 if warned else 1)
+    if warned:
+        assert "warning" in lines[1] and "not a loopback" in lines[1]
+    else:
+        assert f"bound to {host} only" in lines[0] and "--host" in lines[0]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run_dir: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """`python -m digitlab serve RUN_DIR --port P` on loopback; (process, base URL) once
+    /healthz answers, within 60 s."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digitlab", "serve", str(run_dir), "--port", str(port),
+         "--device", "cpu", *extra],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=dict(os.environ))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited with {proc.returncode}:\n"
+                                 f"{log.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    stop_server(proc)
+    raise AssertionError(f"the server did not answer within 60 s:\n{log.read_text()}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=15)
+
+
+def test_real_server_on_loopback(run_dir, tmp_path):
+    log = tmp_path / "serve.log"
+    proc, base = start_server(run_dir, log)
+    try:
+        response = httpx.post(f"{base}/predict", timeout=30,
+                              files={"file": ("one.png", drawn_one(), "image/png")})
+        assert response.status_code == 200
+        assert_prediction(response.json())
+        page = httpx.get(f"{base}/", timeout=10)
+        assert page.status_code == 200 and 'id="pad"' in page.text
+        bad = httpx.post(f"{base}/predict", timeout=10,
+                         files={"file": ("x.png", b"nope", "image/png")})
+        assert bad.status_code == 400
+    finally:
+        stop_server(proc)
+    first = log.read_text(errors="replace").splitlines()[0]
+    assert "127.0.0.1" in first and "http://127.0.0.1:" in first
+    assert "warning" not in first.lower()
