@@ -119,7 +119,7 @@ def test_top_k(run_dir, images, capsys):
         assert probs == sorted(probs, reverse=True)
     assert main(["predict", str(run_dir), "--top-k", "3", "--json", str(images[0])]) == 0
     (result,) = json.loads(capsys.readouterr().out)
-    assert [t["label"] for t in result["top_k"]][0] == str(result["label"])
+    assert [t["label"] for t in result["top_k"]][0] == result["label"]  # ints, like "label"
     assert len(result["top_k"]) == 3
 
 
