@@ -22,6 +22,7 @@ from rich.table import Table
 from digitlab.config import Config, build_config
 from digitlab.data import SOURCES, Dataset, mnist
 from digitlab.data.loader import ImageDataset
+from digitlab.errors import UsageError
 from digitlab.models.seed_mlp import SeedMLP
 
 
@@ -108,34 +109,136 @@ def run_digitlab(cfg: Config) -> dict:
     return {"train_seconds": summary["train_seconds"], "test_accuracy": summary["test_accuracy"]}
 
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the checkout's presets
+
+
+def preset_runs(name: str, seeds: list[int], data_dir: str | None, target: float) -> dict:
+    """Train a preset once per seed; accuracy, time, and time until `target` test accuracy."""
+    from digitlab.training import train
+
+    path = CONFIGS / f"{name}.toml"
+    if not path.is_file():
+        raise UsageError(f"preset {path} not found; run digitlab bench from a checkout")
+    runs = []
+    for seed in seeds:
+        cfg, _ = build_config(path, [], {"seed": seed, "data_dir": data_dir})
+        with tempfile.TemporaryDirectory() as out:
+            cfg = replace(cfg, train=replace(cfg.train, out=str(Path(out) / "run")))
+            summary = train(cfg, console=Console(quiet=True))
+            history = [json.loads(line) for line in
+                       (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
+        elapsed, reached = 0.0, None
+        for record in history:
+            elapsed += record["epoch_seconds"]
+            if reached is None and record["test_accuracy"] >= target:
+                reached = elapsed
+        runs.append({"seed": seed, "test_accuracy": summary["test_accuracy"],
+                     "train_seconds": summary["train_seconds"], "seconds_to_target": reached})
+    accs = [r["test_accuracy"] for r in runs]
+    secs = [r["train_seconds"] for r in runs]
+    return {"preset": name, "target": target, "runs": runs,
+            "accuracy": {"mean": sum(accs) / len(accs), "min": min(accs), "max": max(accs)},
+            "train_seconds": {"mean": sum(secs) / len(secs), "min": min(secs),
+                              "max": max(secs)}}
+
+
+def predict_throughput(images: torch.Tensor, single: int = 300) -> dict:
+    """Images per second through Predictor.probabilities: one call per 1000, and one by one."""
+    from digitlab.config import ModelConfig
+    from digitlab.models import build_model
+    from digitlab.serve.predict import Predictor
+
+    model = build_model(ModelConfig(), 10).eval()
+    predictor = Predictor(model, Config(), tuple("0123456789"), 0.1307, 0.3081,
+                          torch.device("cpu"), {}, Path("-"))
+    predictor.probabilities(images[:1000])  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(images), 1000):
+        predictor.probabilities(images[start:start + 1000])
+    batch = len(images) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for i in range(single):
+        predictor.probabilities(images[i:i + 1])
+    return {"batch_images_per_second": batch,
+            "single_images_per_second": single / (time.perf_counter() - started)}
+
+
+def default_run_peak_rss(data_dir: str | None) -> float:
+    """Peak resident memory (MB) of a whole default `digitlab train`, in a child process."""
+    import resource
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "digitlab", "train", "--out", str(Path(out) / "run")]
+        if data_dir:
+            cmd += ["--data-dir", data_dir]
+        subprocess.run(cmd, check=True, capture_output=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+
+
 def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
-              data_dir: str | None = None, as_json: bool = False) -> dict:
+              data_dir: str | None = None, as_json: bool = False,
+              parts: tuple[str, ...] = ("seed",), seeds: int = 3) -> dict:
     shortcuts = {"epochs": epochs, "seed": seed, "dataset": dataset, "data_dir": data_dir}
     cfg, _ = build_config(None, [], shortcuts)
     console = Console(highlight=False, soft_wrap=True, markup=False, quiet=as_json)
     data = SOURCES.get(cfg.data.name)(cfg.data)
     console.print(f"bench: seed recipe, {data.title}, {epochs} epochs, seed {seed}\n"
                   f"machine: {machine()}")
-    console.print("running the tutorial's pipeline (torchvision Dataset + DataLoader) ...")
-    tutorial = run_tutorial(data, cfg)
-    console.print("running digitlab's pipeline (device-resident tensors) ...")
-    ours = run_digitlab(cfg)
-    result = {
-        "dataset": data.name, "epochs": epochs, "seed": seed, "machine": machine(),
-        "tutorial": tutorial, "digitlab": ours,
-        "speedup": tutorial["train_seconds"] / ours["train_seconds"],
-    }
+    result = {"dataset": data.name, "epochs": epochs, "seed": seed, "machine": machine()}
+    if "seed" in parts:
+        console.print("seed recipe: the tutorial's pipeline (torchvision Dataset + DataLoader)...")
+        tutorial = run_tutorial(data, cfg)
+        console.print("seed recipe: digitlab's pipeline (device-resident tensors) ...")
+        ours = run_digitlab(cfg)
+        result.update(tutorial=tutorial, digitlab=ours,
+                      speedup=tutorial["train_seconds"] / ours["train_seconds"])
+    if "presets" in parts:
+        result["presets"] = []
+        for name, target in (("fast99", 0.99), ("best", 0.995)):
+            console.print(f"preset {name}: {seeds} seeds ...")
+            result["presets"].append(preset_runs(name, [seed + i for i in range(seeds)],
+                                                 data_dir, target))
+    if "predict" in parts:
+        console.print("predict throughput (seed MLP, CPU) ...")
+        result["predict"] = predict_throughput(data.test.images)
+    if "memory" in parts:
+        console.print("peak memory of a default run (a child process) ...")
+        result["peak_rss_mb"] = default_run_peak_rss(data_dir)
     if as_json:
         print(json.dumps(result, indent=2))
         return result
-    table = Table(title="training loop, same model and recipe")
-    for column in ("pipeline", "train loop (s)", "samples/s", "test accuracy"):
-        table.add_column(column, justify="right" if column != "pipeline" else "left")
-    for name, row in (("tutorial script", tutorial), ("digitlab", ours)):
-        rate = epochs * len(data.train) / row["train_seconds"]
-        table.add_row(name, f"{row['train_seconds']:.2f}", f"{rate:,.0f}",
-                      f"{100 * row['test_accuracy']:.2f}%")
-    console.print(table)
-    console.print(f"speedup: {result['speedup']:.1f}x")
+    print_result(console, result, len(data.train))
     return result
 
+
+def print_result(console: Console, result: dict, train_size: int) -> None:
+    if "tutorial" in result:
+        table = Table(title="seed recipe: training loop, same model and recipe")
+        for column in ("pipeline", "train loop (s)", "samples/s", "test accuracy"):
+            table.add_column(column, justify="left" if column == "pipeline" else "right")
+        for name in ("tutorial", "digitlab"):
+            row = result[name]
+            rate = result["epochs"] * train_size / row["train_seconds"]
+            table.add_row(name, f"{row['train_seconds']:.2f}", f"{rate:,.0f}",
+                          f"{100 * row['test_accuracy']:.2f}%")
+        console.print(table)
+        console.print(f"speedup: {result['speedup']:.1f}x (goal: 7x)")
+    for preset in result.get("presets", []):
+        acc, secs = preset["accuracy"], preset["train_seconds"]
+        reached = [r["seconds_to_target"] for r in preset["runs"]]
+        to_target = ("not reached by every seed" if None in reached
+                     else f"{sum(reached) / len(reached):.1f} s mean")
+        console.print(f"preset {preset['preset']}: test accuracy {100 * acc['mean']:.2f}% "
+                      f"(min {100 * acc['min']:.2f}, max {100 * acc['max']:.2f}) in "
+                      f"{secs['mean']:.1f} s (min {secs['min']:.1f}, max {secs['max']:.1f}); "
+                      f"time to {100 * preset['target']:.1f}%: {to_target}")
+    if "predict" in result:
+        p = result["predict"]
+        console.print(f"predict: {p['batch_images_per_second']:,.0f} images/s in batches of "
+                      f"1000, {p['single_images_per_second']:,.0f} images/s one at a time "
+                      "(goal: 20,000 in batches)")
+    if "peak_rss_mb" in result:
+        console.print(f"peak RSS of a default run: {result['peak_rss_mb']:,.0f} MB "
+                      "(goal: 1,500 MB)")

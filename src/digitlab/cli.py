@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mnist", help="dataset for both (default: mnist)")
     p.add_argument("--data-dir", help="folder with the dataset files")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--parts", default="seed,predict,memory",
+                   help="comma-separated: seed (tutorial vs digitlab), presets (fast99 and "
+                        "best over --seeds seeds), predict (throughput), memory (peak RSS); "
+                        "default: seed,predict,memory")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per preset (default 3)")
     return parser
 
 
@@ -157,9 +162,15 @@ def cmd_evaluate(args) -> int:
 
 def cmd_bench(args) -> int:
     from digitlab.bench import run_bench
+    from digitlab.errors import UsageError
 
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    unknown = set(parts) - {"seed", "presets", "predict", "memory"}
+    if unknown:
+        raise UsageError(f"--parts: unknown {sorted(unknown)}; choose from seed, presets, "
+                         "predict, memory")
     run_bench(epochs=args.epochs, seed=args.seed, dataset=args.dataset,
-              data_dir=args.data_dir, as_json=args.json)
+              data_dir=args.data_dir, as_json=args.json, parts=parts, seeds=args.seeds)
     return 0
 
 

@@ -57,6 +57,7 @@ class DataConfig:
     imbalance_profile: str = "exponential"  # class sizes fall "exponential"ly or in a "step"
     balance: str = "none"  # "none", "weights" (in the loss), "sampler", "lecun" (equal batches)
     balance_finetune_epochs: int = 0  # last N epochs at the true class frequencies
+    augment_shift: int = 0  # random translation of training images, up to N pixels (device)
 
     def __post_init__(self):
         from digitlab.data import SOURCES
@@ -74,6 +75,11 @@ class DataConfig:
                self.imbalance_ratio)
         _check_choice("data.imbalance_profile", self.imbalance_profile, ("exponential", "step"))
         _check_choice("data.balance", self.balance, ("none", "weights", "sampler", "lecun"))
+        _check(0 <= self.augment_shift <= 8, "data.augment_shift", "an integer in 0..8",
+               self.augment_shift)
+        _check(self.augment_shift == 0 or self.loader == "device", "data.augment_shift",
+               "used with data.loader = 'device' (it runs on batches on the device)",
+               self.augment_shift)
         _check(self.balance_finetune_epochs >= 0, "data.balance_finetune_epochs", ">= 0",
                self.balance_finetune_epochs)
 

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
+from digitlab.data.augment import augment_generator, random_shift
 from digitlab.data.balance import epoch_permutation, lecun_batch_size, lecun_order, weighted_order
 from digitlab.data.dataset import Split
 
@@ -74,11 +75,14 @@ class DeviceLoader(Batching):
 
     def __init__(self, split: Split, batch_size: int, device: torch.device, mean: float,
                  std: float, shuffle: bool, seed: int = 0, balance: str = "none",
-                 num_classes: int = 10, rank: int = 0, world_size: int = 1):
+                 num_classes: int = 10, rank: int = 0, world_size: int = 1,
+                 augment_shift: int = 0):
         super().__init__(split.labels, batch_size, shuffle, seed, balance, num_classes, rank,
                          world_size)
         self.images = normalize(split.images.to(device), mean, std)  # one copy, on the device
         self.labels = split.labels.to(device)
+        self.augment_shift = augment_shift  # random translation, pixels (training only)
+        self.background = (0.0 - mean) / std  # a blank pixel after normalization
 
     def __iter__(self):
         bs, order = self.batch_size, self.order()
@@ -87,12 +91,16 @@ class DeviceLoader(Batching):
                 yield self.images[start:start + bs], self.labels[start:start + bs]
             return
         order = order.to(self.images.device)
+        gen = augment_generator(self.images.device, self.seed * 7 + self.rank, self.epoch)
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]  # one global batch
             if self.world_size > 1 and len(idx) >= self.world_size:
                 idx = idx.tensor_split(self.world_size)[self.rank]  # this rank's disjoint part
             # (a last batch smaller than the world goes whole to every rank: same mean gradient)
-            yield self.images[idx], self.labels[idx]
+            images = self.images[idx]
+            if self.augment_shift:
+                images = random_shift(images, self.augment_shift, gen, self.background)
+            yield images, self.labels[idx]
 
 
 class OrderSampler(Sampler):
@@ -151,9 +159,9 @@ class TorchLoader(Batching):
 def make_loader(split: Split, kind: str, batch_size: int, device: torch.device, mean: float,
                 std: float, shuffle: bool, seed: int = 0, num_workers: int = 0,
                 balance: str = "none", num_classes: int = 10, rank: int = 0,
-                world_size: int = 1):
+                world_size: int = 1, augment_shift: int = 0):
     if kind == "device":
         return DeviceLoader(split, batch_size, device, mean, std, shuffle, seed, balance,
-                            num_classes, rank, world_size)
+                            num_classes, rank, world_size, augment_shift)
     return TorchLoader(split, batch_size, device, mean, std, shuffle, seed, balance,
                        num_classes, num_workers)

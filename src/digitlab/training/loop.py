@@ -132,7 +132,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                                cfg.data.mean, cfg.data.std, shuffle=True, seed=cfg.train.seed,
                                num_workers=cfg.data.num_workers,
                                balance=balance if balance in ("sampler", "lecun") else "none",
-                               num_classes=num_classes, rank=world.rank, world_size=world.size)
+                               num_classes=num_classes, rank=world.rank, world_size=world.size,
+                               augment_shift=cfg.data.augment_shift)
     eval_loaders = {name: make_loader(split, "device", cfg.data.test_batch_size, device,
                                       cfg.data.mean, cfg.data.std, shuffle=False)
                     for name, split in (("val", val), ("test", dataset.test)) if split}
