@@ -163,18 +163,34 @@ def predict_throughput(images: torch.Tensor, single: int = 300) -> dict:
             "single_images_per_second": single / (time.perf_counter() - started)}
 
 
+PEAK_RSS_CHILD = """
+import resource, sys
+from digitlab.cli import main
+code = main(["train", *sys.argv[1:]])
+peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:  # VmHWM is this process's own high-water mark; ru_maxrss can include the parent's
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            peak_kib = int(line.split()[1])
+except OSError:
+    pass
+print("PEAK_KIB", peak_kib)
+sys.exit(code)
+"""
+
+
 def default_run_peak_rss(data_dir: str | None) -> float:
     """Peak resident memory (MB) of a whole default `digitlab train`, in a child process."""
-    import resource
     import subprocess
     import sys
 
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "digitlab", "train", "--out", str(Path(out) / "run")]
+        cmd = [sys.executable, "-c", PEAK_RSS_CHILD, "--out", str(Path(out) / "run")]
         if data_dir:
             cmd += ["--data-dir", data_dir]
-        subprocess.run(cmd, check=True, capture_output=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    peak = [line for line in done.stdout.splitlines() if line.startswith("PEAK_KIB")]
+    return int(peak[-1].split()[1]) / 1024
 
 
 def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
