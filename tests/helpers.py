@@ -114,3 +114,16 @@ def flat(text: str) -> str:
     so that a message wrapped inside a panel can be searched as one line."""
     text = re.sub(r"[\u2500-\u257f]", " ", text)
     return " ".join(text.split())
+
+
+# A one-hidden-layer MLP on the CPU: enough to exercise the training loop in well under a second.
+TINY = ["--device", "cpu", "--set", "model.name=mlp", "--set", "model.hidden=[16]"]
+
+
+def cli(capsys, *argv: str) -> tuple[int, str]:
+    """Run `digitlab ARGV` in-process: (exit code, stdout + stderr)."""
+    from digitlab.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err

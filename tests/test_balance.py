@@ -24,8 +24,7 @@ from digitlab.data.balance import (
 from digitlab.errors import ConfigError
 from digitlab.training import loop
 from digitlab.training.setup import training_splits
-
-TINY = ["--device", "cpu", "--set", "model.name=mlp", "--set", "model.hidden=[16]"]
+from helpers import TINY
 
 
 @pytest.fixture(autouse=True)

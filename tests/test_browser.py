@@ -8,7 +8,6 @@ skipped without them. DIGITLAB_README_SCREENSHOT=1 also saves docs/images/serve.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,30 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from digitlab.cli import main
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]
 README_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "serve.png"
-
-
-# ---------------------------------------------------------------- a tiny trained run
-
-
-def trained_run(tmp_path_factory, session_cache: Path) -> Path:
-    """A seed-mlp trained 3 epochs on the bundled digits (~94% test accuracy, seconds on a
-    CPU); trained once per test session and shared by the modules that need one."""
-    run = tmp_path_factory.getbasetemp() / "shared-run-digits-mlp"
-    if not (run / "checkpoints" / "last.safetensors").is_file():
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DIGITLAB_CACHE", str(session_cache))
-            mp.delenv("DIGITLAB_DATA", raising=False)
-            shutil.rmtree(run, ignore_errors=True)
-            code = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(run)])
-        assert code == 0, "training the test model failed"
-    return run
 
 
 # ---------------------------------------------------------------- server and browser
@@ -74,9 +54,9 @@ def sync_api():
 
 
 @pytest.fixture(scope="module")
-def server(sync_api, tmp_path_factory, session_cache):
+def server(sync_api, digits_run, tmp_path_factory, session_cache):
     """`python -m digitlab serve RUN_DIR --port P` on loopback; its base URL once up."""
-    run = trained_run(tmp_path_factory, session_cache)
+    run = digits_run
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     port = free_port()
     env = dict(os.environ, DIGITLAB_CACHE=str(session_cache))

@@ -3,7 +3,6 @@ digits, normalization included, for any batch size."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -18,26 +17,9 @@ from digitlab.export import exportable
 TOLERANCE = 1e-4
 
 
-# ---------------------------------------------------------------- a tiny trained run
-
-
-def trained_run(tmp_path_factory, session_cache: Path) -> Path:
-    """A seed-mlp trained 3 epochs on the bundled digits (~94% test accuracy, seconds on a
-    CPU); trained once per test session and shared by the modules that need one."""
-    run = tmp_path_factory.getbasetemp() / "shared-run-digits-mlp"
-    if not (run / "checkpoints" / "last.safetensors").is_file():
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DIGITLAB_CACHE", str(session_cache))
-            mp.delenv("DIGITLAB_DATA", raising=False)
-            shutil.rmtree(run, ignore_errors=True)
-            code = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(run)])
-        assert code == 0, "training the test model failed"
-    return run
-
-
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, session_cache) -> Path:
-    return trained_run(tmp_path_factory, session_cache)
+def run_dir(digits_run) -> Path:
+    return digits_run
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,16 @@ import pytest
 import torch
 from torch import nn
 
-from digitlab.cli import main
 from digitlab.training import loop
 from digitlab.training.checkpoint import load_checkpoint
 from digitlab.training.losses import looks_like_probabilities
-
-TINY = ["--device", "cpu", "--set", "model.name=mlp", "--set", "model.hidden=[16]"]
+from helpers import TINY, cli
 
 
 @pytest.fixture(autouse=True)
 def _no_analysis(monkeypatch, tmp_path):
     monkeypatch.setattr(loop, "analyze", lambda *args, **kwargs: {}, raising=False)
     monkeypatch.chdir(tmp_path)
-
-
-def cli(capsys, *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 # ---- NaN guard ------------------------------------------------------------------------------

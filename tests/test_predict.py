@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +19,10 @@ from digitlab.errors import CheckpointError
 from digitlab.serve.predict import Predictor
 from digitlab.serve.preprocess import ImageError, preprocess
 
-# ---------------------------------------------------------------- a tiny trained run
-
-
-def trained_run(tmp_path_factory, session_cache: Path) -> Path:
-    """A seed-mlp trained 3 epochs on the bundled digits (~94% test accuracy, seconds on a
-    CPU); trained once per test session and shared by the modules that need one."""
-    run = tmp_path_factory.getbasetemp() / "shared-run-digits-mlp"
-    if not (run / "checkpoints" / "last.safetensors").is_file():
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DIGITLAB_CACHE", str(session_cache))
-            mp.delenv("DIGITLAB_DATA", raising=False)
-            shutil.rmtree(run, ignore_errors=True)
-            code = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(run)])
-        assert code == 0, "training the test model failed"
-    return run
-
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, session_cache) -> Path:
-    return trained_run(tmp_path_factory, session_cache)
+def run_dir(digits_run) -> Path:
+    return digits_run
 
 
 # ---------------------------------------------------------------- test images

@@ -18,24 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitlab.cli import main
 from digitlab.training import loop
 from digitlab.training.checkpoint import load_checkpoint
-from helpers import snapshot
-
-TINY = ["--device", "cpu", "--set", "model.name=mlp", "--set", "model.hidden=[16]"]
+from helpers import TINY, cli, snapshot
 
 
 @pytest.fixture(autouse=True)
 def _no_analysis(monkeypatch, tmp_path):
     monkeypatch.setattr(loop, "analyze", lambda *args, **kwargs: {}, raising=False)
     monkeypatch.chdir(tmp_path)
-
-
-def cli(capsys, *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 def read_metrics(run: Path) -> list[dict]:

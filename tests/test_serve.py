@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -24,7 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from digitlab.cli import main
 from digitlab.serve.app import MAX_BODY, STATIC, create_app, is_loopback
 from digitlab.serve.predict import Predictor
 
@@ -33,26 +31,9 @@ with warnings.catch_warnings():  # starlette's note that it prefers httpx2 to ht
     from fastapi.testclient import TestClient
 
 
-# ---------------------------------------------------------------- a tiny trained run
-
-
-def trained_run(tmp_path_factory, session_cache: Path) -> Path:
-    """A seed-mlp trained 3 epochs on the bundled digits (~94% test accuracy, seconds on a
-    CPU); trained once per test session and shared by the modules that need one."""
-    run = tmp_path_factory.getbasetemp() / "shared-run-digits-mlp"
-    if not (run / "checkpoints" / "last.safetensors").is_file():
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("DIGITLAB_CACHE", str(session_cache))
-            mp.delenv("DIGITLAB_DATA", raising=False)
-            shutil.rmtree(run, ignore_errors=True)
-            code = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(run)])
-        assert code == 0, "training the test model failed"
-    return run
-
-
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, session_cache) -> Path:
-    return trained_run(tmp_path_factory, session_cache)
+def run_dir(digits_run) -> Path:
+    return digits_run
 
 
 @pytest.fixture(scope="module")
