@@ -8,7 +8,6 @@ skipped without them. DIGITLAB_README_SCREENSHOT=1 also saves docs/images/serve.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from helpers import free_port, stop_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -25,21 +26,6 @@ README_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "s
 
 
 # ---------------------------------------------------------------- server and browser
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +66,7 @@ def server(sync_api, digits_run, tmp_path_factory, session_cache):
             time.sleep(0.25)
         yield base
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import socket
 import struct
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from digitlab.serve.app import MAX_BODY, STATIC, create_app, is_loopback
 from digitlab.serve.predict import Predictor
+from helpers import free_port, stop_process
 
 with warnings.catch_warnings():  # starlette's note that it prefers httpx2 to httpx
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -350,12 +350,6 @@ def test_serve_announces_where_it_listens(run_dir, monkeypatch, capsys, host, wa
         assert f"bound to {host} only" in lines[0] and "--host" in lines[0]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(run_dir: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """`python -m digitlab serve RUN_DIR --port P` on loopback; (process, base URL) once
     /healthz answers, within 60 s."""
@@ -376,17 +370,8 @@ def start_server(run_dir: Path, log: Path, *extra: str) -> tuple[subprocess.Pope
         except httpx.TransportError:
             pass
         time.sleep(0.25)
-    stop_server(proc)
+    stop_process(proc)
     raise AssertionError(f"the server did not answer within 60 s:\n{log.read_text()}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
 
 
 def test_real_server_on_loopback(run_dir, tmp_path):
@@ -403,7 +388,7 @@ def test_real_server_on_loopback(run_dir, tmp_path):
                          files={"file": ("x.png", b"nope", "image/png")})
         assert bad.status_code == 400
     finally:
-        stop_server(proc)
+        stop_process(proc)
     first = log.read_text(errors="replace").splitlines()[0]
     assert "127.0.0.1" in first and "http://127.0.0.1:" in first
     assert "warning" not in first.lower()

@@ -23,6 +23,7 @@ from digitlab.config import Config, build_config
 from digitlab.data import SOURCES, Dataset, mnist
 from digitlab.data.loader import ImageDataset
 from digitlab.errors import UsageError
+from digitlab.io import read_jsonl
 from digitlab.models.seed_mlp import SeedMLP
 
 
@@ -125,8 +126,7 @@ def preset_runs(name: str, seeds: list[int], data_dir: str | None, target: float
         with tempfile.TemporaryDirectory() as out:
             cfg = replace(cfg, train=replace(cfg.train, out=str(Path(out) / "run")))
             summary = train(cfg, console=Console(quiet=True))
-            history = [json.loads(line) for line in
-                       (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
+            history = read_jsonl(Path(out) / "run" / "metrics.jsonl")
         elapsed, reached = 0.0, None
         for record in history:
             elapsed += record["epoch_seconds"]

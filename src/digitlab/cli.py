@@ -281,20 +281,17 @@ def cmd_plot(args) -> int:
 
 
 def steps_per_epoch(cfg) -> int:
-    """Batches per epoch of the configured training split (loads the dataset)."""
-    import math
-
+    """Batches per epoch of the configured training split, as `train` counts them (the
+    training splits and balance mode included; loads the dataset)."""
     from digitlab.data import SOURCES
-    from digitlab.data.balance import lecun_batch_size, make_imbalanced, val_split
+    from digitlab.data.loader import Batching
+    from digitlab.training.setup import training_splits
 
     dataset = SOURCES.get(cfg.data.name)(cfg.data)
-    train = make_imbalanced(dataset.train, len(dataset.classes), cfg.data.imbalance_ratio,
-                            cfg.data.imbalance_profile, cfg.train.seed)
-    train, _ = val_split(train, cfg.data.val_size, cfg.train.seed)
-    batch = cfg.data.batch_size
-    if cfg.data.balance == "lecun":
-        batch = lecun_batch_size(batch, len(dataset.classes))
-    return math.ceil(len(train) / batch)
+    train, _ = training_splits(dataset, cfg)
+    balance = cfg.data.balance if cfg.data.balance in ("sampler", "lecun") else "none"
+    return len(Batching(train.labels, cfg.data.batch_size, True, cfg.train.seed, balance,
+                        len(dataset.classes)))
 
 
 def cmd_sweep(args) -> int:

@@ -45,6 +45,14 @@ def write_json(path: str | Path, obj: object) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+def read_jsonl(path: str | Path) -> list:
+    """Every line of a JSONL file ([] when it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
 def append_jsonl(path: str | Path, obj: object) -> None:
     """One line per call; a line is written whole by one write() of a small buffer."""
     with open(path, "a", encoding="utf-8") as f:

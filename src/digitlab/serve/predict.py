@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from digitlab.config import Config, apply_overrides, load_run_config
+from digitlab.config import Config, from_dict, load_run_config
 from digitlab.errors import CheckpointError
 from digitlab.models import build_model
 from digitlab.serve.preprocess import ImageError, preprocess
@@ -54,8 +54,7 @@ class Predictor:
         path = checkpoint_path(source)
         tensors, meta = load_checkpoint(path)
         try:
-            cfg = apply_overrides(Config(), {f"{s}.{k}": v for s, values in meta["config"].items()
-                                             for k, v in values.items()})
+            cfg = from_dict(meta["config"])
             classes = tuple(meta["classes"])
         except (KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 from digitlab.config import Config
 from digitlab.data import Dataset
 from digitlab.data.loader import normalize
-from digitlab.io import atomic_write_text, write_json
+from digitlab.io import atomic_write_text, read_jsonl, write_json
 from digitlab.viz import plots
 
 
@@ -69,13 +68,6 @@ def confusion_csv(confusion: torch.Tensor, classes: tuple[str, ...]) -> str:
     return out.getvalue()
 
 
-def read_history(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
 def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch.device,
             run_dir: Path, extra: dict | None = None, gallery_size: int = 24) -> dict:
     """Evaluate on the test split and write evaluation.json, plots/ and report.html."""
@@ -112,7 +104,7 @@ def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch
     worst = wrong[losses[wrong].argsort(descending=True)[:gallery_size]]
     plots.gallery(test.images[worst], test.labels[worst], preds[worst], confidence[worst],
                   dataset.classes, plot_dir / "misclassified.png")
-    history = read_history(run_dir)
+    history = read_jsonl(run_dir / "metrics.jsonl")
     if history:
         plots.curves(history, plot_dir / "curves.png")
     write_json(run_dir / "evaluation.json", evaluation)

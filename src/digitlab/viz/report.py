@@ -8,7 +8,7 @@ import html
 import json
 from pathlib import Path
 
-from digitlab.io import atomic_write_text
+from digitlab.io import atomic_write_text, read_jsonl
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
@@ -54,9 +54,7 @@ def _fmt(value: object) -> str:
 def render(run_dir: Path) -> str:
     summary = _read_json(run_dir / "summary.json")
     evaluation = _read_json(run_dir / "evaluation.json")
-    metrics_path = run_dir / "metrics.jsonl"
-    history = ([json.loads(line) for line in metrics_path.read_text().splitlines() if line]
-               if metrics_path.is_file() else [])
+    history = read_jsonl(run_dir / "metrics.jsonl")
     config_path = run_dir / "config.toml"
     config = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
     accuracy = evaluation.get("test_accuracy", summary.get("test_accuracy"))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import html
-import json
 from collections import defaultdict
 from pathlib import Path
 
-from digitlab.io import atomic_write_text
+from digitlab.io import atomic_write_text, read_jsonl
 from digitlab.viz.plots import _pyplot, save_figure
 from digitlab.viz.report import STYLE, _image, _table
 
@@ -53,10 +52,9 @@ def sweep_figure(out: Path, keys: list[str], rows: list[dict]) -> Path:
             ax_bar.text(left + 0.5, k, "failed (see sweep.csv)", va="center", color="crimson",
                         fontsize=8)
     for row in rows:
-        metrics = out / row["run"] / "metrics.jsonl"
-        if row.get("status") != "completed" or not metrics.is_file():
+        history = read_jsonl(out / row["run"] / "metrics.jsonl")
+        if row.get("status") != "completed" or not history:
             continue
-        history = [json.loads(line) for line in metrics.read_text().splitlines() if line]
         split = "val" if "val_accuracy" in history[0] else "test"
         ax_curve.plot([r["epoch"] for r in history],
                       [100 * r[f"{split}_accuracy"] for r in history], marker=".",
