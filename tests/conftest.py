@@ -29,12 +29,17 @@ def session_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, session_cache):
+    from digitlab.i18n import set_language
+
     monkeypatch.setenv("DIGITLAB_CACHE", str(session_cache))
     monkeypatch.delenv("DIGITLAB_DATA", raising=False)
+    monkeypatch.delenv("DIGITLAB_LANG", raising=False)
     # Plain, deterministic console output: no forced colours, a fixed width for rich.
     for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLUMNS", "120")
+    yield
+    set_language("en")  # a test that ran `--lang bn` must not leave Bengali behind
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from digitlab.config import Config, build_config
 from digitlab.data import SOURCES, Dataset, mnist
 from digitlab.data.loader import ImageDataset
 from digitlab.errors import UsageError
+from digitlab.i18n import _
 from digitlab.io import read_jsonl
 from digitlab.models.seed_mlp import SeedMLP
 
@@ -119,10 +120,11 @@ def preset_runs(name: str, seeds: list[int], data_dir: str | None, target: float
 
     path = CONFIGS / f"{name}.toml"
     if not path.is_file():
-        raise UsageError(f"preset {path} not found; run digitlab bench from a checkout")
+        raise UsageError(_("preset {path} not found; run digitlab bench from a checkout").format(
+            path=path))
     runs = []
     for seed in seeds:
-        cfg, _ = build_config(path, [], {"seed": seed, "data_dir": data_dir})
+        cfg, _sources = build_config(path, [], {"seed": seed, "data_dir": data_dir})
         with tempfile.TemporaryDirectory() as out:
             cfg = replace(cfg, train=replace(cfg.train, out=str(Path(out) / "run")))
             summary = train(cfg, console=Console(quiet=True))
@@ -197,30 +199,33 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
               data_dir: str | None = None, as_json: bool = False,
               parts: tuple[str, ...] = ("seed",), seeds: int = 3) -> dict:
     shortcuts = {"epochs": epochs, "seed": seed, "dataset": dataset, "data_dir": data_dir}
-    cfg, _ = build_config(None, [], shortcuts)
+    cfg, _sources = build_config(None, [], shortcuts)
     console = Console(highlight=False, soft_wrap=True, markup=False, quiet=as_json)
     data = SOURCES.get(cfg.data.name)(cfg.data)
-    console.print(f"bench: seed recipe, {data.title}, {epochs} epochs, seed {seed}\n"
-                  f"machine: {machine()}")
+    console.print(_("bench: seed recipe, {dataset}, {epochs} epochs, seed {seed}").format(
+        dataset=data.title, epochs=epochs, seed=seed) + "\n"
+        + _("machine: {machine}").format(machine=machine()))
     result = {"dataset": data.name, "epochs": epochs, "seed": seed, "machine": machine()}
     if "seed" in parts:
-        console.print("seed recipe: the tutorial's pipeline (torchvision Dataset + DataLoader)...")
+        console.print(_("seed recipe: the tutorial's pipeline (torchvision Dataset + "
+                        "DataLoader)..."))
         tutorial = run_tutorial(data, cfg)
-        console.print("seed recipe: digitlab's pipeline (device-resident tensors) ...")
+        console.print(_("seed recipe: digitlab's pipeline (device-resident tensors) ..."))
         ours = run_digitlab(cfg)
         result.update(tutorial=tutorial, digitlab=ours,
                       speedup=tutorial["train_seconds"] / ours["train_seconds"])
     if "presets" in parts:
         result["presets"] = []
         for name, target in (("fast99", 0.99), ("best", 0.995)):
-            console.print(f"preset {name}: {seeds} seeds ...")
+            console.print(_("preset {preset}: {seeds} seeds ...").format(preset=name,
+                                                                          seeds=seeds))
             result["presets"].append(preset_runs(name, [seed + i for i in range(seeds)],
                                                  data_dir, target))
     if "predict" in parts:
-        console.print("predict throughput (seed MLP, CPU) ...")
+        console.print(_("predict throughput (seed MLP, CPU) ..."))
         result["predict"] = predict_throughput(data.test.images)
     if "memory" in parts:
-        console.print("peak memory of a default run (a child process) ...")
+        console.print(_("peak memory of a default run (a child process) ..."))
         result["peak_rss_mb"] = default_run_peak_rss(data_dir)
     if as_json:
         print(json.dumps(result, indent=2))
@@ -231,30 +236,36 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
 
 def print_result(console: Console, result: dict, train_size: int) -> None:
     if "tutorial" in result:
-        table = Table(title="seed recipe: training loop, same model and recipe")
-        for column in ("pipeline", "train loop (s)", "samples/s", "test accuracy"):
-            table.add_column(column, justify="left" if column == "pipeline" else "right")
+        table = Table(title=_("seed recipe: training loop, same model and recipe"))
+        table.add_column(_("pipeline"), justify="left")
+        for column in (_("train loop (s)"), _("samples/s"), _("test accuracy")):
+            table.add_column(column, justify="right")
         for name in ("tutorial", "digitlab"):
             row = result[name]
             rate = result["epochs"] * train_size / row["train_seconds"]
             table.add_row(name, f"{row['train_seconds']:.2f}", f"{rate:,.0f}",
                           f"{100 * row['test_accuracy']:.2f}%")
         console.print(table)
-        console.print(f"speedup: {result['speedup']:.1f}x (goal: 7x)")
+        console.print(_("speedup: {speedup:.1f}x (goal: 7x)").format(speedup=result["speedup"]))
     for preset in result.get("presets", []):
         acc, secs = preset["accuracy"], preset["train_seconds"]
         reached = [r["seconds_to_target"] for r in preset["runs"]]
-        to_target = ("not reached by every seed" if None in reached
-                     else f"{sum(reached) / len(reached):.1f} s mean")
-        console.print(f"preset {preset['preset']}: test accuracy {100 * acc['mean']:.2f}% "
-                      f"(min {100 * acc['min']:.2f}, max {100 * acc['max']:.2f}) in "
-                      f"{secs['mean']:.1f} s (min {secs['min']:.1f}, max {secs['max']:.1f}); "
-                      f"time to {100 * preset['target']:.1f}%: {to_target}")
+        to_target = (_("not reached by every seed") if None in reached
+                     else _("{seconds:.1f} s mean").format(seconds=sum(reached) / len(reached)))
+        console.print(_("preset {preset}: test accuracy {mean_accuracy:.2f}% "
+                        "(min {min_accuracy:.2f}, max {max_accuracy:.2f}) in "
+                        "{mean_seconds:.1f} s (min {min_seconds:.1f}, max {max_seconds:.1f}); "
+                        "time to {target:.1f}%: {time_to_target}").format(
+            preset=preset["preset"], mean_accuracy=100 * acc["mean"],
+            min_accuracy=100 * acc["min"], max_accuracy=100 * acc["max"],
+            mean_seconds=secs["mean"], min_seconds=secs["min"], max_seconds=secs["max"],
+            target=100 * preset["target"], time_to_target=to_target))
     if "predict" in result:
         p = result["predict"]
-        console.print(f"predict: {p['batch_images_per_second']:,.0f} images/s in batches of "
-                      f"1000, {p['single_images_per_second']:,.0f} images/s one at a time "
-                      "(goal: 20,000 in batches)")
+        console.print(_("predict: {batch_rate:,.0f} images/s in batches of 1000, "
+                        "{single_rate:,.0f} images/s one at a time (goal: 20,000 in batches)")
+                      .format(batch_rate=p["batch_images_per_second"],
+                              single_rate=p["single_images_per_second"]))
     if "peak_rss_mb" in result:
-        console.print(f"peak RSS of a default run: {result['peak_rss_mb']:,.0f} MB "
-                      "(goal: 1,500 MB)")
+        console.print(_("peak RSS of a default run: {megabytes:,.0f} MB (goal: 1,500 MB)")
+                      .format(megabytes=result["peak_rss_mb"]))

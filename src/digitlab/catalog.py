@@ -7,10 +7,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from digitlab.data import SOURCES
+from digitlab.i18n import N_, _
 from digitlab.models import ACTIVATIONS, MODELS
 from digitlab.training.losses import LOSSES
 from digitlab.training.optim import OPTIMIZERS, SCHEDULERS
 
+KINDS = {"activations": N_("activations"), "models": N_("models"), "losses": N_("losses"),
+         "optimizers": N_("optimizers"), "schedulers": N_("schedulers"),
+         "datasets": N_("datasets")}
 REGISTRIES = {  # kind -> (registry, the config key that picks from it)
     "activations": (ACTIVATIONS, "model.activation"),
     "models": (MODELS, "model.name"),
@@ -30,9 +34,9 @@ def catalog() -> dict[str, dict[str, str]]:
 def print_catalog(console: Console | None = None) -> None:
     console = console or Console(highlight=False, soft_wrap=True)
     for kind, entries in catalog().items():
-        table = Table(title=f"{kind} ({REGISTRIES[kind][1]})", title_justify="left",
+        table = Table(title=f"{_(KINDS[kind])} ({REGISTRIES[kind][1]})", title_justify="left",
                       show_header=False, box=None, padding=(0, 2))
         for name, description in entries.items():
-            table.add_row(f"[bold]{name}[/bold]", escape(description))
+            table.add_row(f"[bold]{name}[/bold]", escape(_(description)))
         console.print(table)
         console.print()

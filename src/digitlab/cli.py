@@ -3,127 +3,133 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from digitlab import __version__
 from digitlab.errors import DigitlabError
+from digitlab.i18n import LANGUAGES, _, requested_language, set_language
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file")
+    p.add_argument("--config", metavar="FILE.toml", help=_("read settings from a TOML file"))
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one setting, e.g. --set optim.lr=3e-3 (repeatable)")
-    p.add_argument("--dataset", help="shortcut for --set data.name=... (default: mnist)")
-    p.add_argument("--model", help="shortcut for --set model.name=... (default: seed-mlp)")
-    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N (default: 5)")
-    p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N (default: 42)")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--data-dir", help="folder with the dataset files (else $DIGITLAB_DATA, "
-                                      "then the user cache)")
+                   help=_("override one setting, e.g. --set optim.lr=3e-3 (repeatable)"))
+    p.add_argument("--dataset", help=_("shortcut for --set data.name=... (default: mnist)"))
+    p.add_argument("--model", help=_("shortcut for --set model.name=... (default: seed-mlp)"))
+    p.add_argument("--epochs", type=int, help=_("shortcut for --set train.epochs=N (default: 5)"))
+    p.add_argument("--seed", type=int, help=_("shortcut for --set train.seed=N (default: 42)"))
+    p.add_argument("--device", help=_("auto, cpu, cuda, cuda:N or mps (default: auto)"))
+    p.add_argument("--data-dir", help=_("folder with the dataset files (else $DIGITLAB_DATA, "
+                                      "then the user cache)"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digitlab",
-        description="Train, compare, understand and use handwritten-digit classifiers.")
+        description=_("Train, compare, understand and use handwritten-digit classifiers."))
     parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--debug", action="store_true", help=_("show full tracebacks on errors"))
+    lang_help = _("language of messages and help: en or bn (default: $DIGITLAB_LANG, else en)")
+    parser.add_argument("--lang", choices=tuple(LANGUAGES), help=lang_help)
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand without --debug must not reset a --debug given before it
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show full tracebacks on errors")
+                        help=_("show full tracebacks on errors"))
+    common.add_argument("--lang", choices=tuple(LANGUAGES), default=argparse.SUPPRESS,
+                        help=lang_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("train", parents=[common],
-                       help="train a model (defaults: the tutorial's MNIST recipe)",
-                       description="Train a model. With no options this is the tutorial's "
-                                   "recipe: MLP 784-128-64-10, Adam 1e-3, batch 64, 5 epochs.")
+                       help=_("train a model (defaults: the tutorial's MNIST recipe)"),
+                       description=_("Train a model. With no options this is the tutorial's "
+                                   "recipe: MLP 784-128-64-10, Adam 1e-3, batch 64, 5 epochs."))
     _add_config_args(p)
-    p.add_argument("--out", help="run directory (default: runs/<time>-<dataset>-<model>)")
+    p.add_argument("--out", help=_("run directory (default: runs/<time>-<dataset>-<model>)"))
     p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue RUN_DIR from its last checkpoint, in place (with --epochs N "
-                        "to extend it); other settings come from RUN_DIR/config.toml")
+                   help=_("continue RUN_DIR from its last checkpoint, in place (with --epochs N "
+                        "to extend it); other settings come from RUN_DIR/config.toml"))
 
-    p = sub.add_parser("plot", parents=[common], help="draw figures: activations, losses, "
-                       "schedule, temperature, filters, run")
+    p = sub.add_parser("plot", parents=[common], help=_("draw figures: activations, losses, "
+                       "schedule, temperature, filters, run"))
     plot = p.add_subparsers(dest="figure", metavar="FIGURE", required=True)
-    q = plot.add_parser("activations", help="each activation and its derivative, + overview")
-    q.add_argument("--out", default="figures/activations", help="folder for the PNGs")
-    q = plot.add_parser("losses", help="each loss and its gradient vs the true-class logit")
+    q = plot.add_parser("activations", help=_("each activation and its derivative, + overview"))
+    q.add_argument("--out", default="figures/activations", help=_("folder for the PNGs"))
+    q = plot.add_parser("losses", help=_("each loss and its gradient vs the true-class logit"))
     q.add_argument("--out", default="figures/losses.png")
-    q = plot.add_parser("temperature", help="softmax of one logit vector at several beta")
+    q = plot.add_parser("temperature", help=_("softmax of one logit vector at several beta"))
     q.add_argument("--out", default="figures/temperature.png")
-    q = plot.add_parser("schedule", help="the configured learning rate at every step")
+    q = plot.add_parser("schedule", help=_("the configured learning rate at every step"))
     q.add_argument("--config", metavar="FILE.toml")
     q.add_argument("--set", dest="sets", action="append", default=[],
                    metavar="SECTION.KEY=VALUE")
     q.add_argument("--epochs", type=int)
     q.add_argument("--steps-per-epoch", type=int,
-                   help="optimizer steps per epoch (default: from the dataset and batch size)")
+                   help=_("optimizer steps per epoch (default: from the dataset and batch size)"))
     q.add_argument("--out", default="figures/schedule.png")
-    q = plot.add_parser("filters", help="a run's first-layer weights as images")
+    q = plot.add_parser("filters", help=_("a run's first-layer weights as images"))
     q.add_argument("run_dir", metavar="RUN_DIR")
-    q.add_argument("--out", help="PNG path (default: RUN_DIR/plots/filters.png)")
-    q = plot.add_parser("run", help="regenerate a run's evaluation, plots and report.html")
+    q.add_argument("--out", help=_("PNG path (default: RUN_DIR/plots/filters.png)"))
+    q = plot.add_parser("run", help=_("regenerate a run's evaluation, plots and report.html"))
     q.add_argument("run_dir", metavar="RUN_DIR")
-    q.add_argument("--data-dir", help="folder with the dataset files")
+    q.add_argument("--data-dir", help=_("folder with the dataset files"))
     q.add_argument("--device", default="auto")
 
     p = sub.add_parser("sweep", parents=[common],
-                       help="train a grid of configurations, one run each, and compare them")
+                       help=_("train a grid of configurations, one run each, and compare them"))
     p.add_argument("--grid", action="append", default=[], metavar="KEY=v1,v2,...",
-                   help="a config key and the values to try (repeatable: the product is run)")
-    p.add_argument("--seeds", type=int, help="seeds per combination (train.seed, +1, ...)")
+                   help=_("a config key and the values to try (repeatable: the product is run)"))
+    p.add_argument("--seeds", type=int, help=_("seeds per combination (train.seed, +1, ...)"))
     _add_config_args(p)
-    p.add_argument("--out", required=True, help="sweep folder; re-running skips finished runs")
+    p.add_argument("--out", required=True, help=_("sweep folder; re-running skips finished runs"))
 
     p = sub.add_parser("predict", parents=[common],
-                       help="classify digit images (photos, scans, drawings)")
+                       help=_("classify digit images (photos, scans, drawings)"))
     p.add_argument("model", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders (recursive)")
-    p.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    p.add_argument("paths", metavar="PATH", nargs="+", help=_("image files or folders (recursive)"))
+    p.add_argument("--json", action="store_true", help=_("print a JSON list instead of lines"))
     p.add_argument("--top-k", type=int, default=1, metavar="K",
-                   help="also report the K most likely labels")
+                   help=_("also report the K most likely labels"))
     p.add_argument("--show", metavar="DIR",
-                   help="save each input beside the 28x28 the model saw, to debug bad cases")
+                   help=_("save each input beside the 28x28 the model saw, to debug bad cases"))
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("serve", parents=[common],
-                       help="a local web page to draw a digit, and a JSON API")
+                       help=_("a local web page to draw a digit, and a JSON API"))
     p.add_argument("model", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this machine only)")
+                   help=_("address to bind (default 127.0.0.1: this machine only)"))
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto")
 
-    p = sub.add_parser("export", parents=[common], help="export a run's model to ONNX or "
-                       "TorchScript, normalization included")
+    p = sub.add_parser("export", parents=[common], help=_("export a run's model to ONNX or "
+                       "TorchScript, normalization included"))
     p.add_argument("run_dir", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    p.add_argument("--out", required=True, help="output file (.onnx or .pt)")
+    p.add_argument("--out", required=True, help=_("output file (.onnx or .pt)"))
 
     p = sub.add_parser("list", parents=[common],
-                       help="list models, activations, losses, optimizers, schedulers, datasets")
-    p.add_argument("--json", action="store_true", help="print the names as JSON")
+                       help=_("list models, activations, losses, optimizers, schedulers, datasets"))
+    p.add_argument("--json", action="store_true", help=_("print the names as JSON"))
 
     p = sub.add_parser("evaluate", parents=[common],
-                       help="re-evaluate a run's saved model on the test split")
+                       help=_("re-evaluate a run's saved model on the test split"))
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--data-dir", help="folder with the dataset files")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--data-dir", help=_("folder with the dataset files"))
+    p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("bench", parents=[common],
-                       help="time the tutorial's pipeline against digitlab's, side by side")
-    p.add_argument("--epochs", type=int, default=5, help="epochs for both pipelines (default 5)")
+                       help=_("time the tutorial's pipeline against digitlab's, side by side"))
+    p.add_argument("--epochs", type=int, default=5, help=_("epochs for both pipelines (default 5)"))
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--dataset", default="mnist", help="dataset for both (default: mnist)")
-    p.add_argument("--data-dir", help="folder with the dataset files")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--dataset", default="mnist", help=_("dataset for both (default: mnist)"))
+    p.add_argument("--data-dir", help=_("folder with the dataset files"))
+    p.add_argument("--json", action="store_true", help=_("print the results as JSON"))
     p.add_argument("--parts", default="seed,predict,memory",
-                   help="comma-separated: seed (tutorial vs digitlab), presets (fast99 and "
+                   help=_("comma-separated: seed (tutorial vs digitlab), presets (fast99 and "
                         "best over --seeds seeds), predict (throughput), memory (peak RSS); "
-                        "default: seed,predict,memory")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per preset (default 3)")
+                        "default: seed,predict,memory"))
+    p.add_argument("--seeds", type=int, default=3, help=_("seeds per preset (default 3)"))
     return parser
 
 
@@ -138,8 +144,8 @@ def cmd_train(args) -> int:
                   ("config", "dataset", "model", "seed", "device", "data_dir", "out")
                   if getattr(args, name)] + (["--set"] if args.sets else [])
         if others:
-            raise UsageError(f"--resume continues a run with its own config; it takes only "
-                             f"--epochs, not {' '.join(others)}")
+            raise UsageError(_("--resume continues a run with its own config; it takes only "
+                               "--epochs, not {options}").format(options=" ".join(others)))
         summary = train(resume_config(args.resume, args.epochs), resume=True)
         return 0 if summary["status"] == "completed" else 1
     shortcuts = {name: getattr(args, name) for name in
@@ -154,9 +160,10 @@ def cmd_evaluate(args) -> int:
     from digitlab.training.evaluate import evaluate_run
 
     report = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
-    print(f"{report['dataset']}: test accuracy {100 * report['test_accuracy']:.2f}%, "
-          f"test loss {report['test_loss']:.4f} on {report['num_samples']:,} images "
-          f"-> {args.run_dir}/evaluation.json")
+    print(_("{dataset}: test accuracy {accuracy:.2f}%, test loss {loss:.4f} on {count:,} images "
+            "-> {path}").format(dataset=report["dataset"], accuracy=100 * report["test_accuracy"],
+                                loss=report["test_loss"], count=report["num_samples"],
+                                path=f"{args.run_dir}/evaluation.json"))
     return 0
 
 
@@ -167,8 +174,8 @@ def cmd_bench(args) -> int:
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     unknown = set(parts) - {"seed", "presets", "predict", "memory"}
     if unknown:
-        raise UsageError(f"--parts: unknown {sorted(unknown)}; choose from seed, presets, "
-                         "predict, memory")
+        raise UsageError(_("--parts: unknown {parts}; choose from seed, presets, predict, "
+                           "memory").format(parts=sorted(unknown)))
     run_bench(epochs=args.epochs, seed=args.seed, dataset=args.dataset,
               data_dir=args.data_dir, as_json=args.json, parts=parts, seeds=args.seeds)
     return 0
@@ -187,18 +194,18 @@ def cmd_predict(args) -> int:
     from digitlab.serve.predict import ImageError, Predictor, expand_inputs, show
 
     if args.top_k < 1:
-        raise UsageError("--top-k must be at least 1")
+        raise UsageError(_("--top-k must be at least 1"))
     predictor = Predictor.load(args.model, device=args.device)
     files = expand_inputs(args.paths)
     if not files:
-        raise UsageError(f"no image files found in {' '.join(args.paths)}")
+        raise UsageError(_("no image files found in {paths}").format(paths=" ".join(args.paths)))
     results, failed = [], 0
     for index, path in enumerate(files):
         try:
             digit, probs = predictor.predict_file(path)
         except ImageError as e:
             failed += 1
-            print(f"digitlab: skipped {e}", file=sys.stderr)
+            print(_("digitlab: skipped {reason}").format(reason=e), file=sys.stderr)
             continue
         top = probs.topk(min(args.top_k, len(probs)))
         label = predictor.classes[int(top.indices[0])]
@@ -220,7 +227,8 @@ def cmd_predict(args) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     if failed:
-        print(f"digitlab: {failed} of {len(files)} files could not be read", file=sys.stderr)
+        print(_("digitlab: {failed} of {total} files could not be read").format(
+            failed=failed, total=len(files)), file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -235,7 +243,7 @@ def cmd_export(args) -> int:
     from digitlab.export import export
 
     path = export(args.run_dir, args.format, args.out)
-    print(f"wrote {path}")
+    print(_("wrote {path}").format(path=path))
     return 0
 
 
@@ -260,23 +268,24 @@ def cmd_plot(args) -> int:
         from digitlab.training.evaluate import evaluate_run
 
         evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
-        print(f"wrote {args.run_dir}/evaluation.json, plots/ and report.html")
+        print(_("wrote {run_dir}/evaluation.json, plots/ and report.html").format(
+            run_dir=args.run_dir))
         return 0
     if args.figure == "activations":
         paths = figures.activations(Path(args.out))
-        print(f"wrote {len(paths)} figures to {args.out}")
+        print(_("wrote {count} figures to {folder}").format(count=len(paths), folder=args.out))
         return 0
     if args.figure == "schedule":
         from digitlab.config import build_config
 
-        cfg, _ = build_config(args.config, args.sets, {"epochs": args.epochs})
+        cfg, _explicit = build_config(args.config, args.sets, {"epochs": args.epochs})
         path = figures.schedule(cfg, args.steps_per_epoch or steps_per_epoch(cfg), Path(args.out))
     elif args.figure == "filters":
         path = figures.run_filters(Path(args.run_dir), Path(args.out) if args.out else None)
     else:
         path = {"losses": figures.losses, "temperature": figures.temperature}[args.figure](
             Path(args.out))
-    print(f"wrote {path}")
+    print(_("wrote {path}").format(path=path))
     return 0
 
 
@@ -302,7 +311,8 @@ def cmd_sweep(args) -> int:
     rows = run_sweep(args.grid, args.out, seeds=args.seeds, config_file=args.config,
                      sets=args.sets, shortcuts=shortcuts)
     failed = sum(r.get("status") != "completed" for r in rows)
-    print(f"{len(rows)} runs, {failed} failed: {args.out}/sweep.csv, sweep.png, report.html")
+    print(_("{runs} runs, {failed} failed: {folder}/sweep.csv, sweep.png, report.html").format(
+        runs=len(rows), failed=failed, folder=args.out))
     return 0
 
 
@@ -312,16 +322,27 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "swe
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    lang = requested_language(argv, os.environ)
+    try:
+        set_language(lang)
+    except ValueError:
+        print(f"digitlab: error: unknown language {lang!r} (from --lang or $DIGITLAB_LANG); "
+              f"choose from {', '.join(LANGUAGES)}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        set_language("en")
+        print(f"digitlab: warning: {e}; continuing in English", file=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except DigitlabError as e:
         if args.debug:
             raise
-        print(f"digitlab: error: {e}", file=sys.stderr)
+        print(_("digitlab: error: {message}").format(message=e), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("digitlab: interrupted", file=sys.stderr)
+        print(_("digitlab: interrupted"), file=sys.stderr)
         return 130
 
 

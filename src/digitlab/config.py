@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from digitlab.errors import ConfigError
+from digitlab.i18n import N_, _
 from digitlab.registry import closest
 
 if sys.version_info >= (3, 11):
@@ -24,21 +25,21 @@ else:  # pragma: no cover
 
 def _check(ok: bool, key: str, allowed: str, value: object) -> None:
     if not ok:
-        raise ConfigError(f"{key} must be {allowed}, got {value!r}")
+        raise ConfigError(_("{key} must be {allowed}, got {value!r}").format(
+            key=key, allowed=_(allowed), value=value))
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}"
-                          f"{closest(value, list(choices))}")
+        raise ConfigError(_("{key} must be one of {choices}, got {value!r}{hint}").format(
+            key=key, choices=list(choices), value=value, hint=closest(value, list(choices))))
 
 
 def _check_name(registry, key: str, value: str) -> None:
     if value not in registry:
-        raise ConfigError(
-            f"{key}: unknown {registry.kind} {value!r}{closest(value, registry.names())}; "
-            f"choose from {registry.names()}"
-        )
+        raise ConfigError(_("{key}: unknown {kind} {value!r}{hint}; choose from {names}").format(
+            key=key, kind=registry.kind, value=value, hint=closest(value, registry.names()),
+            names=registry.names()))
 
 
 @dataclass(frozen=True)
@@ -63,24 +64,24 @@ class DataConfig:
         from digitlab.data import SOURCES
 
         _check_name(SOURCES, "data.name", self.name)
-        _check(self.std > 0, "data.std", "> 0", self.std)
-        _check(self.batch_size >= 1, "data.batch_size", "an integer >= 1", self.batch_size)
-        _check(self.test_batch_size >= 1, "data.test_batch_size", "an integer >= 1",
+        _check(self.std > 0, "data.std", N_("> 0"), self.std)
+        _check(self.batch_size >= 1, "data.batch_size", N_("an integer >= 1"), self.batch_size)
+        _check(self.test_batch_size >= 1, "data.test_batch_size", N_("an integer >= 1"),
                self.test_batch_size)
         _check_choice("data.loader", self.loader, ("device", "torch"))
-        _check(self.num_workers >= 0, "data.num_workers", "an integer >= 0", self.num_workers)
+        _check(self.num_workers >= 0, "data.num_workers", N_("an integer >= 0"), self.num_workers)
         _check(self.val_size >= 0 and (self.val_size < 1 or self.val_size == int(self.val_size)),
-               "data.val_size", "a fraction in [0, 1) or a whole count", self.val_size)
-        _check(self.imbalance_ratio >= 1, "data.imbalance_ratio", ">= 1 (1 = balanced)",
+               "data.val_size", N_("a fraction in [0, 1) or a whole count"), self.val_size)
+        _check(self.imbalance_ratio >= 1, "data.imbalance_ratio", N_(">= 1 (1 = balanced)"),
                self.imbalance_ratio)
         _check_choice("data.imbalance_profile", self.imbalance_profile, ("exponential", "step"))
         _check_choice("data.balance", self.balance, ("none", "weights", "sampler", "lecun"))
-        _check(0 <= self.augment_shift <= 8, "data.augment_shift", "an integer in 0..8",
+        _check(0 <= self.augment_shift <= 8, "data.augment_shift", N_("an integer in 0..8"),
                self.augment_shift)
         _check(self.augment_shift == 0 or self.loader == "device", "data.augment_shift",
-               "used with data.loader = 'device' (it runs on batches on the device)",
+               N_("used with data.loader = 'device' (it runs on batches on the device)"),
                self.augment_shift)
-        _check(self.balance_finetune_epochs >= 0, "data.balance_finetune_epochs", ">= 0",
+        _check(self.balance_finetune_epochs >= 0, "data.balance_finetune_epochs", N_(">= 0"),
                self.balance_finetune_epochs)
 
 
@@ -115,22 +116,22 @@ class ModelConfig:
         _check_name(MODELS, "model.name", self.name)
         _check_name(ACTIVATIONS, "model.activation", self.activation)
         _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "model.hidden",
-               "a non-empty list of widths >= 1", self.hidden)
+               N_("a non-empty list of widths >= 1"), self.hidden)
         _check(1 <= len(self.channels) <= 4 and all(c >= 1 for c in self.channels),
-               "model.channels", "1 to 4 widths >= 1", self.channels)
+               "model.channels", N_("1 to 4 widths >= 1"), self.channels)
         _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "model.kernel_size",
-               "an odd integer >= 1", self.kernel_size)
+               N_("an odd integer >= 1"), self.kernel_size)
         _check_choice("model.pool", self.pool, ("max", "avg"))
-        _check(0.0 <= self.dropout < 1.0, "model.dropout", "in [0, 1)", self.dropout)
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", N_("in [0, 1)"), self.dropout)
         _check_choice("model.init", self.init, INIT_SCHEMES)
         _check(0.0 <= self.rrelu_lower <= self.rrelu_upper, "model.rrelu_lower",
-               "<= model.rrelu_upper and >= 0", self.rrelu_lower)
-        _check(self.softplus_beta > 0, "model.softplus_beta", "> 0", self.softplus_beta)
-        _check(self.alpha > 0, "model.alpha", "> 0", self.alpha)
+               N_("<= model.rrelu_upper and >= 0"), self.rrelu_lower)
+        _check(self.softplus_beta > 0, "model.softplus_beta", N_("> 0"), self.softplus_beta)
+        _check(self.alpha > 0, "model.alpha", N_("> 0"), self.alpha)
         _check_choice("model.gelu_approximate", self.gelu_approximate, ("none", "tanh"))
         _check(self.hardtanh_min < self.hardtanh_max, "model.hardtanh_min",
-               "< model.hardtanh_max", self.hardtanh_min)
-        _check(self.shrink_lambda >= 0, "model.shrink_lambda", ">= 0", self.shrink_lambda)
+               N_("< model.hardtanh_max"), self.hardtanh_min)
+        _check(self.shrink_lambda >= 0, "model.shrink_lambda", N_(">= 0"), self.shrink_lambda)
 
 
 @dataclass(frozen=True)
@@ -154,19 +155,19 @@ class LossConfig:
         from digitlab.training.losses import LOSSES
 
         _check_name(LOSSES, "loss.name", self.name)
-        _check(0.0 <= self.label_smoothing < 1.0, "loss.label_smoothing", "in [0, 1)",
+        _check(0.0 <= self.label_smoothing < 1.0, "loss.label_smoothing", N_("in [0, 1)"),
                self.label_smoothing)
         _check(all(w >= 0 for w in self.class_weights), "loss.class_weights",
-               "non-negative numbers", self.class_weights)
-        _check(self.pos_weight > 0, "loss.pos_weight", "> 0", self.pos_weight)
-        _check(self.smooth_l1_beta > 0, "loss.smooth_l1_beta", "> 0", self.smooth_l1_beta)
-        _check(self.margin_p in (1, 2), "loss.margin_p", "1 or 2", self.margin_p)
-        _check(self.focal_gamma >= 0, "loss.focal_gamma", ">= 0", self.focal_gamma)
-        _check(self.focal_alpha > 0, "loss.focal_alpha", "> 0", self.focal_alpha)
-        _check(self.distill_temperature > 0, "loss.distill_temperature", "> 0",
+               N_("non-negative numbers"), self.class_weights)
+        _check(self.pos_weight > 0, "loss.pos_weight", N_("> 0"), self.pos_weight)
+        _check(self.smooth_l1_beta > 0, "loss.smooth_l1_beta", N_("> 0"), self.smooth_l1_beta)
+        _check(self.margin_p in (1, 2), "loss.margin_p", N_("1 or 2"), self.margin_p)
+        _check(self.focal_gamma >= 0, "loss.focal_gamma", N_(">= 0"), self.focal_gamma)
+        _check(self.focal_alpha > 0, "loss.focal_alpha", N_("> 0"), self.focal_alpha)
+        _check(self.distill_temperature > 0, "loss.distill_temperature", N_("> 0"),
                self.distill_temperature)
-        _check(self.temperature > 0, "loss.temperature", "> 0", self.temperature)
-        _check(self.temperature_final > 0, "loss.temperature_final", "> 0",
+        _check(self.temperature > 0, "loss.temperature", N_("> 0"), self.temperature)
+        _check(self.temperature_final > 0, "loss.temperature_final", N_("> 0"),
                self.temperature_final)
 
 
@@ -201,22 +202,22 @@ class OptimConfig:
         from digitlab.training.optim import OPTIMIZERS
 
         _check_name(OPTIMIZERS, "optim.name", self.name)
-        _check(math.isfinite(self.lr) and self.lr > 0, "optim.lr", "a number > 0", self.lr)
-        _check(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", "two numbers in [0, 1)",
+        _check(math.isfinite(self.lr) and self.lr > 0, "optim.lr", N_("a number > 0"), self.lr)
+        _check(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", N_("two numbers in [0, 1)"),
                self.betas)
-        _check(self.eps > 0, "optim.eps", "> 0", self.eps)
-        _check(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
-        _check(0.0 <= self.momentum < 1.0, "optim.momentum", "in [0, 1)", self.momentum)
+        _check(self.eps > 0, "optim.eps", N_("> 0"), self.eps)
+        _check(self.weight_decay >= 0, "optim.weight_decay", N_(">= 0"), self.weight_decay)
+        _check(0.0 <= self.momentum < 1.0, "optim.momentum", N_("in [0, 1)"), self.momentum)
         _check(not self.nesterov or (self.momentum > 0 and self.dampening == 0),
-               "optim.nesterov", "used with momentum > 0 and dampening = 0", self.nesterov)
-        _check(0.0 <= self.alpha <= 1.0, "optim.alpha", "in [0, 1]", self.alpha)
-        _check(0.0 <= self.rho <= 1.0, "optim.rho", "in [0, 1]", self.rho)
-        _check(0 < self.etas[0] < 1 < self.etas[1], "optim.etas", "(0 < decrease < 1 < increase)",
-               self.etas)
+               "optim.nesterov", N_("used with momentum > 0 and dampening = 0"), self.nesterov)
+        _check(0.0 <= self.alpha <= 1.0, "optim.alpha", N_("in [0, 1]"), self.alpha)
+        _check(0.0 <= self.rho <= 1.0, "optim.rho", N_("in [0, 1]"), self.rho)
+        _check(0 < self.etas[0] < 1 < self.etas[1], "optim.etas",
+               N_("(0 < decrease < 1 < increase)"), self.etas)
         _check(0 < self.step_sizes[0] < self.step_sizes[1], "optim.step_sizes",
-               "(0 < min < max)", self.step_sizes)
-        _check(self.max_iter >= 1, "optim.max_iter", "an integer >= 1", self.max_iter)
-        _check(self.history_size >= 1, "optim.history_size", "an integer >= 1",
+               N_("(0 < min < max)"), self.step_sizes)
+        _check(self.max_iter >= 1, "optim.max_iter", N_("an integer >= 1"), self.max_iter)
+        _check(self.history_size >= 1, "optim.history_size", N_("an integer >= 1"),
                self.history_size)
         _check_choice("optim.line_search", self.line_search, ("strong_wolfe", "none"))
 
@@ -242,27 +243,27 @@ class SchedConfig:
         from digitlab.training.optim import SCHEDULERS
 
         _check_name(SCHEDULERS, "sched.name", self.name)
-        _check(self.step_size >= 1, "sched.step_size", "an integer >= 1", self.step_size)
-        _check(0.0 < self.gamma <= 1.0, "sched.gamma", "in (0, 1]", self.gamma)
+        _check(self.step_size >= 1, "sched.step_size", N_("an integer >= 1"), self.step_size)
+        _check(0.0 < self.gamma <= 1.0, "sched.gamma", N_("in (0, 1]"), self.gamma)
         _check(list(self.milestones) == sorted(set(self.milestones)) and
                all(m >= 1 for m in self.milestones), "sched.milestones",
-               "increasing epoch numbers >= 1", self.milestones)
-        _check(self.min_lr >= 0, "sched.min_lr", ">= 0", self.min_lr)
-        _check(self.restart_epochs >= 1, "sched.restart_epochs", "an integer >= 1",
+               N_("increasing epoch numbers >= 1"), self.milestones)
+        _check(self.min_lr >= 0, "sched.min_lr", N_(">= 0"), self.min_lr)
+        _check(self.restart_epochs >= 1, "sched.restart_epochs", N_("an integer >= 1"),
                self.restart_epochs)
-        _check(self.restart_mult >= 1, "sched.restart_mult", "an integer >= 1",
+        _check(self.restart_mult >= 1, "sched.restart_mult", N_("an integer >= 1"),
                self.restart_mult)
-        _check(0.0 < self.factor < 1.0, "sched.factor", "in (0, 1)", self.factor)
-        _check(self.patience >= 0, "sched.patience", ">= 0", self.patience)
-        _check(0.0 < self.pct_start < 1.0, "sched.pct_start", "in (0, 1)", self.pct_start)
-        _check(self.div_factor >= 1, "sched.div_factor", ">= 1", self.div_factor)
-        _check(self.final_div_factor >= 1, "sched.final_div_factor", ">= 1",
+        _check(0.0 < self.factor < 1.0, "sched.factor", N_("in (0, 1)"), self.factor)
+        _check(self.patience >= 0, "sched.patience", N_(">= 0"), self.patience)
+        _check(0.0 < self.pct_start < 1.0, "sched.pct_start", N_("in (0, 1)"), self.pct_start)
+        _check(self.div_factor >= 1, "sched.div_factor", N_(">= 1"), self.div_factor)
+        _check(self.final_div_factor >= 1, "sched.final_div_factor", N_(">= 1"),
                self.final_div_factor)
-        _check(self.warmup_epochs >= 0, "sched.warmup_epochs", ">= 0", self.warmup_epochs)
-        _check(0.0 < self.warmup_start_factor <= 1.0, "sched.warmup_start_factor", "in (0, 1]",
+        _check(self.warmup_epochs >= 0, "sched.warmup_epochs", N_(">= 0"), self.warmup_epochs)
+        _check(0.0 < self.warmup_start_factor <= 1.0, "sched.warmup_start_factor", N_("in (0, 1]"),
                self.warmup_start_factor)
         _check(not (self.name == "onecycle" and self.warmup_epochs > 0), "sched.warmup_epochs",
-               "0 with onecycle (it has its own warmup: sched.pct_start)", self.warmup_epochs)
+               N_("0 with onecycle (it has its own warmup: sched.pct_start)"), self.warmup_epochs)
 
 
 @dataclass(frozen=True)
@@ -285,22 +286,22 @@ class TrainConfig:
     tensorboard: bool = False  # also log epoch scalars to RUN_DIR/tensorboard (pip tensorboard)
 
     def __post_init__(self):
-        _check(self.epochs >= 1, "train.epochs", "an integer >= 1", self.epochs)
-        _check(self.seed >= 0, "train.seed", "an integer >= 0", self.seed)
-        _check(self.log_interval >= 1, "train.log_interval", "an integer >= 1",
+        _check(self.epochs >= 1, "train.epochs", N_("an integer >= 1"), self.epochs)
+        _check(self.seed >= 0, "train.seed", N_("an integer >= 0"), self.seed)
+        _check(self.log_interval >= 1, "train.log_interval", N_("an integer >= 1"),
                self.log_interval)
         ok = self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")
-        _check(ok, "train.device", "'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'", self.device)
+        _check(ok, "train.device", N_("'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"), self.device)
         _check_choice("train.amp", self.amp, ("off", "bf16", "fp16"))
-        _check(self.clip_norm >= 0, "train.clip_norm", ">= 0 (0 = off)", self.clip_norm)
-        _check(self.clip_value >= 0, "train.clip_value", ">= 0 (0 = off)", self.clip_value)
-        _check(self.accum_steps >= 1, "train.accum_steps", "an integer >= 1", self.accum_steps)
-        _check(self.early_stop_patience >= 0, "train.early_stop_patience", ">= 0",
+        _check(self.clip_norm >= 0, "train.clip_norm", N_(">= 0 (0 = off)"), self.clip_norm)
+        _check(self.clip_value >= 0, "train.clip_value", N_(">= 0 (0 = off)"), self.clip_value)
+        _check(self.accum_steps >= 1, "train.accum_steps", N_("an integer >= 1"), self.accum_steps)
+        _check(self.early_stop_patience >= 0, "train.early_stop_patience", N_(">= 0"),
                self.early_stop_patience)
         _check_choice("train.monitor", self.monitor,
                       ("val_loss", "val_accuracy", "test_loss", "test_accuracy"))
         _check_choice("train.mode", self.mode, ("auto", "min", "max"))
-        _check(self.min_delta >= 0, "train.min_delta", ">= 0", self.min_delta)
+        _check(self.min_delta >= 0, "train.min_delta", N_(">= 0"), self.min_delta)
 
 
 @dataclass(frozen=True)
@@ -332,45 +333,47 @@ def _coerce(key: str, value: object, typ: object) -> object:
     if typ is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(_("{key} must be true or false, got {value!r}").format(key=key,
+                                                                                  value=value))
     if typ is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
+        raise ConfigError(_("{key} must be an integer, got {value!r}").format(key=key,
+                                                                              value=value))
     if typ is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{key} must be a number, got {value!r}")
+        raise ConfigError(_("{key} must be a number, got {value!r}").format(key=key, value=value))
     if typ is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key} must be a string, got {value!r}")
+        raise ConfigError(_("{key} must be a string, got {value!r}").format(key=key, value=value))
     if typing.get_origin(typ) is tuple:
         args = typing.get_args(typ)
         if len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]: any length
             if isinstance(value, (list, tuple)):
                 return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(_("{key} must be a list, got {value!r}").format(key=key,
+                                                                              value=value))
         if isinstance(value, (list, tuple)) and len(value) == len(args):
             pairs = enumerate(zip(value, args, strict=True))
             return tuple(_coerce(f"{key}[{i}]", v, t) for i, (v, t) in pairs)
-        raise ConfigError(f"{key} must be a list of {len(args)} values, got {value!r}")
+        raise ConfigError(_("{key} must be a list of {count} values, got {value!r}").format(
+            key=key, count=len(args), value=value))
     raise TypeError(f"no coercion for {typ}")  # a programming error, not a user one
 
 
 def _split_key(key: str) -> tuple[str, str]:
-    section, _, name = key.partition(".")
+    section, _sep, name = key.partition(".")
     if section not in SECTIONS:
-        raise ConfigError(
-            f"unknown config section {section!r} in {key!r}{closest(section, list(SECTIONS))}; "
-            f"choose from {list(SECTIONS)}"
-        )
+        raise ConfigError(_("unknown config section {section!r} in {key!r}{hint}; choose from "
+                            "{sections}").format(section=section, key=key,
+                                                 hint=closest(section, list(SECTIONS)),
+                                                 sections=list(SECTIONS)))
     fields = typing.get_type_hints(SECTIONS[section])
     if name not in fields:
-        raise ConfigError(
-            f"unknown config key {key!r}{closest(name, list(fields))}; "
-            f"{section} has {list(fields)}"
-        )
+        raise ConfigError(_("unknown config key {key!r}{hint}; {section} has {keys}").format(
+            key=key, hint=closest(name, list(fields)), section=section, keys=list(fields)))
     return section, name
 
 
@@ -378,7 +381,7 @@ def parse_set(item: str) -> tuple[str, object]:
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set expects section.key=value, got {item!r}")
+        raise ConfigError(_("--set expects section.key=value, got {item!r}").format(item=item))
     section, name = _split_key(key)
     typ = typing.get_type_hints(SECTIONS[section])[name]
     if typ is str:
@@ -398,20 +401,21 @@ def read_toml(path: str | Path) -> dict[str, dict[str, object]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        raise ConfigError(_("config file {path!r} does not exist").format(path=str(path))) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {e}") from None
+        raise ConfigError(_("cannot read config file {path!r}: {error}").format(
+            path=str(path), error=e)) from None
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+        raise ConfigError(_("config file {path!r} is not valid TOML: {error}").format(
+            path=str(path), error=e)) from None
     flat: dict[str, object] = {}
     for section, values in table.items():
         if not isinstance(values, dict):
-            raise ConfigError(
-                f"{path}: top-level key {section!r} must be a [section]; "
-                f"choose from {list(SECTIONS)}"
-            )
+            raise ConfigError(_("{path}: top-level key {key!r} must be a [section]; choose from "
+                                "{sections}").format(path=path, key=section,
+                                                     sections=list(SECTIONS)))
         for name, value in values.items():
             flat[f"{section}.{name}"] = value
     return flat

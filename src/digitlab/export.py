@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from digitlab.errors import UsageError
+from digitlab.i18n import _
 from digitlab.io import atomic_write_bytes
 from digitlab.serve.predict import Predictor
 
@@ -37,7 +38,7 @@ def exportable(source: str | Path) -> tuple[Normalized, Predictor]:
 
 def export(source: str | Path, fmt: str, out: str | Path) -> Path:
     out = Path(out)
-    wrapped, _ = exportable(source)
+    wrapped, _predictor = exportable(source)
     example = torch.rand(2, 1, 28, 28)
     tmp = out.with_name(f".{out.name}.tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -49,14 +50,15 @@ def export(source: str | Path, fmt: str, out: str | Path) -> Path:
             try:
                 import onnx  # noqa: F401
             except ImportError:
-                raise UsageError("ONNX export needs the export extra: "
-                                 "pip install 'digitlab[export]'") from None
+                raise UsageError(_("ONNX export needs the export extra: "
+                                   "pip install 'digitlab[export]'")) from None
             torch.onnx.export(wrapped, (example,), str(tmp), input_names=["pixels"],
                               output_names=["logits"], dynamo=False,
                               dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
                               opset_version=17)
         else:
-            raise UsageError(f"unknown export format {fmt!r}; choose onnx or torchscript")
+            raise UsageError(_("unknown export format {export_format!r}; choose onnx or "
+                               "torchscript").format(export_format=fmt))
         atomic_write_bytes(out, tmp.read_bytes())
     finally:
         tmp.unlink(missing_ok=True)

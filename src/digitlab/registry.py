@@ -6,13 +6,15 @@ import difflib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from digitlab.i18n import _
+
 T = TypeVar("T", bound=Callable)
 
 
 def closest(name: str, choices: list[str]) -> str:
     """' (did you mean X?)' for the nearest valid choice, or '' when nothing is close."""
     match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    return _(" (did you mean {name!r}?)").format(name=match[0]) if match else ""
 
 
 class Registry(Generic[T]):
@@ -33,10 +35,8 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._builders:
-            raise KeyError(
-                f"unknown {self.kind} {name!r}{closest(name, self.names())}; "
-                f"choose from {self.names()}"
-            )
+            raise KeyError(_("unknown {kind} {name!r}{hint}; choose from {names}").format(
+                kind=self.kind, name=name, hint=closest(name, self.names()), names=self.names()))
         return self._builders[name]
 
     def names(self) -> list[str]:

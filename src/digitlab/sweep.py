@@ -19,6 +19,7 @@ from rich.console import Console
 
 from digitlab.config import Config, apply_overrides, collect_overrides, parse_set, read_toml
 from digitlab.errors import ConfigError, DigitlabError
+from digitlab.i18n import _
 from digitlab.io import atomic_write_text
 
 COLUMNS = ("test_accuracy", "test_loss", "train_seconds", "epochs", "status", "error")
@@ -44,7 +45,7 @@ def parse_grid(items: list[str]) -> dict[str, list[object]]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not raw.strip():
-            raise ConfigError(f"--grid expects KEY=v1,v2,..., got {item!r}")
+            raise ConfigError(_("--grid expects KEY=v1,v2,..., got {item!r}").format(item=item))
         grid[key.strip()] = [parse_set(f"{key.strip()}={v}")[1] for v in split_values(raw)]
     return grid
 
@@ -57,7 +58,8 @@ def read_sweep_file(path: str | Path) -> tuple[dict[str, object], dict[str, list
     sweep = table.pop("sweep", {})
     unknown = set(sweep) - {"grid", "seeds"}
     if unknown:
-        raise ConfigError(f"{path}: [sweep] knows 'grid' and 'seeds', not {sorted(unknown)}")
+        raise ConfigError(_("{path}: [sweep] knows 'grid' and 'seeds', not {keys}").format(
+            path=path, keys=sorted(unknown)))
     base = {f"{s}.{k}": v for s, values in table.items() for k, v in values.items()}
     return base, dict(sweep.get("grid", {})), sweep.get("seeds")
 
@@ -85,7 +87,7 @@ def run_sweep(grid_items: list[str], out: str | Path, seeds: int | None = None,
             base = read_toml(config_file)
     grid.update(parse_grid(grid_items))
     if not grid:
-        raise ConfigError("a sweep needs at least one --grid KEY=v1,v2 (or a [sweep] grid)")
+        raise ConfigError(_("a sweep needs at least one --grid KEY=v1,v2 (or a [sweep] grid)"))
     seeds = seeds or 1
     cfg = apply_overrides(Config(), collect_overrides(base, list(sets), shortcuts))
     for key in grid:  # fail before running anything
@@ -102,7 +104,8 @@ def run_sweep(grid_items: list[str], out: str | Path, seeds: int | None = None,
         summary_path = run_dir / "summary.json"
         previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         if previous.get("status") == "completed":
-            console.print(f"[{i + 1}] {name}: done before, skipped")
+            console.print(_("[{number}] {run}: done before, skipped").format(number=i + 1,
+                                                                             run=name))
             rows.append({**row, **{k: previous.get(k) for k in COLUMNS}})
             continue
         if run_dir.exists():  # an unfinished or failed attempt: start it again from scratch
@@ -114,7 +117,7 @@ def run_sweep(grid_items: list[str], out: str | Path, seeds: int | None = None,
             summary = train(run_cfg, console=Console(quiet=True))
             rows.append({**row, **{k: summary.get(k) for k in COLUMNS}})
         except DigitlabError as e:
-            console.print(f"    failed: {e}")
+            console.print("    " + _("failed: {error}").format(error=e))
             rows.append({**row, "status": "failed", "error": str(e).splitlines()[0]})
         write_outputs(out, list(grid), rows)
     write_outputs(out, list(grid), rows)

@@ -27,9 +27,11 @@ def val_split(split: Split, val_size: float, seed: int) -> tuple[Split, Split | 
     k = round(n * val_size) if val_size < 1 else int(val_size)
     if not 1 <= k < n:
         from digitlab.errors import ConfigError
+        from digitlab.i18n import _
 
-        raise ConfigError(f"data.val_size = {val_size} leaves {n - k} of {n} training samples; "
-                          "choose a smaller fraction or count")
+        raise ConfigError(_("data.val_size = {val_size} leaves {remaining} of {total} training "
+                            "samples; choose a smaller fraction or count").format(
+            val_size=val_size, remaining=n - k, total=n))
     order = torch.randperm(n, generator=_gen(seed + VAL_SEED_OFFSET))
     val, train = order[:k].sort().values, order[k:].sort().values
     return (Split(split.images[train], split.labels[train]),

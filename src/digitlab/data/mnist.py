@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save
 from digitlab.data.dataset import Dataset, Split, cache_dir
 from digitlab.data.idx import md5sum, read_idx
 from digitlab.errors import DataError, DataNotFound
+from digitlab.i18n import N_, _
 from digitlab.io import atomic_write_bytes
 
 FILES = (  # base names, in torchvision's order: train images, train labels, test images, labels
@@ -80,13 +81,25 @@ KMNIST = Family(
 )
 FAMILIES = {f.name: f for f in (MNIST, FASHION, KMNIST)}
 
-# md5 -> "Fashion-MNIST train-images-idx3-ubyte.gz", to say what a wrong file actually is
-KNOWN = {
-    md5: f"the {f.title} file {base}{ext}"
+# md5 -> ("Fashion-MNIST", "train-images-idx3-ubyte.gz"), to say what a wrong file actually is
+KNOWN_FILE = N_("the {dataset} file {filename}")
+KNOWN_FILES = {
+    md5: (f.title, f"{base}{ext}")
     for f in FAMILIES.values()
     for table, ext in ((f.gz_md5, ".gz"), (f.raw_md5, ""))
     for base, md5 in table.items()
 }
+# md5 -> "the Fashion-MNIST file train-images-idx3-ubyte.gz" (English; messages use known_file)
+KNOWN = {md5: KNOWN_FILE.format(dataset=title, filename=name)
+         for md5, (title, name) in KNOWN_FILES.items()}
+
+
+def known_file(md5: str) -> str | None:
+    """'the Fashion-MNIST file train-images-idx3-ubyte.gz' (translated), or None."""
+    if md5 not in KNOWN_FILES:
+        return None
+    title, name = KNOWN_FILES[md5]
+    return _(KNOWN_FILE).format(dataset=title, filename=name)
 
 
 def search_roots(data_dir: str) -> list[tuple[Path | None, str]]:
@@ -95,7 +108,7 @@ def search_roots(data_dir: str) -> list[tuple[Path | None, str]]:
     return [
         (Path(data_dir).expanduser() if data_dir else None, "data.dir / --data-dir"),
         (Path(env).expanduser() if env else None, "$DIGITLAB_DATA"),
-        (cache_dir() / "data", "user cache"),
+        (cache_dir() / "data", _("user cache")),
     ]
 
 
@@ -113,10 +126,11 @@ def _scan(root: Path, family: Family) -> tuple[dict[str, Path] | None, str]:
     for folder in (root, root / family.folder / "raw", root / family.name):
         found = {base: p for base in FILES if (p := _find_file(folder, base)) is not None}
         if len(found) == len(FILES):
-            return found, f"found in {folder}"
+            return found, _("found in {folder}").format(folder=folder)
         if found:
-            seen.append(f"{folder} has only {', '.join(p.name for p in found.values())}")
-    return None, "; ".join(seen) or "no IDX files there"
+            seen.append(_("{folder} has only {files}").format(
+                folder=folder, files=", ".join(p.name for p in found.values())))
+    return None, "; ".join(seen) or _("no IDX files there")
 
 
 def verify(files: dict[str, Path], family: Family) -> list[str]:
@@ -126,12 +140,14 @@ def verify(files: dict[str, Path], family: Family) -> list[str]:
         expected = family.gz_md5[base] if path.suffix == ".gz" else family.raw_md5.get(base)
         actual = md5sum(path)
         if expected is not None and actual != expected:
-            what = KNOWN.get(actual, "a corrupt or incomplete copy")
+            what = known_file(actual) or _("a corrupt or incomplete copy")
             raise DataError(
-                f"{path} does not match the official {family.title} file "
-                f"(md5 {actual}, expected {expected}); it is {what}. "
-                f"Replace it with the official {base}.gz, or point --data-dir / "
-                f"DIGITLAB_DATA at a folder that holds the {family.title} files."
+                _("{path} does not match the official {dataset} file "
+                  "(md5 {actual}, expected {expected}); it is {what}. "
+                  "Replace it with the official {filename}, or point --data-dir / "
+                  "DIGITLAB_DATA at a folder that holds the {dataset} files.").format(
+                    path=path, dataset=family.title, actual=actual, expected=expected,
+                    what=what, filename=f"{base}.gz")
             )
         digests.append(actual)
     return digests
@@ -150,8 +166,10 @@ def _decode(files: dict[str, Path], family: Family, digests: list[str]) -> tuple
             labels = torch.from_numpy(read_idx(files[labels_base]).astype("int64"))
             if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
                 raise DataError(
-                    f"{files[images_base]} and {files[labels_base]} do not form a split "
-                    f"(images {tuple(images.shape)}, labels {tuple(labels.shape)})"
+                    _("{images_file} and {labels_file} do not form a split "
+                      "(images {images_shape}, labels {labels_shape})").format(
+                        images_file=files[images_base], labels_file=files[labels_base],
+                        images_shape=tuple(images.shape), labels_shape=tuple(labels.shape))
                 ) from None
             tensors = {"images": images, "labels": labels}
             atomic_write_bytes(path, save(tensors))
@@ -200,11 +218,13 @@ def download(family: Family) -> Path:
 def not_found_message(family: Family, looked: list[str], reason: str) -> str:
     names = ", ".join(base + ".gz" for base in FILES)
     return "\n".join([
-        f"{family.title} was not found and could not be downloaded ({reason}).",
-        "Looked in:",
+        _("{dataset} was not found and could not be downloaded ({reason}).").format(
+            dataset=family.title, reason=reason),
+        _("Looked in:"),
         *(f"  - {line}" for line in looked),
-        f"To use {family.title}, put its four official files ({names}) in a folder",
-        "and point DIGITLAB_DATA (or --data-dir) at it, or run once with network access.",
+        _("To use {dataset}, put its four official files ({filenames}) in a folder\n"
+          "and point DIGITLAB_DATA (or --data-dir) at it, or run once with network access.")
+        .format(dataset=family.title, filenames=names),
     ])
 
 
@@ -212,22 +232,22 @@ def load(family: Family, data_dir: str, allow_download: bool) -> Dataset:
     looked = []
     for root, origin in search_roots(data_dir):
         if root is None:
-            looked.append(f"{origin}: not set")
+            looked.append(_("{origin}: not set").format(origin=origin))
             continue
-        files, seen = _scan(root, family) if root.is_dir() else (None, "does not exist")
+        files, seen = _scan(root, family) if root.is_dir() else (None, _("does not exist"))
         if files is not None:
             train, test = _decode(files, family, verify(files, family))
             return Dataset(family.name, family.title, train, test, family.classes,
                            str(next(iter(files.values())).parent))
         looked.append(f"{root} ({origin}): {seen}")
     if not allow_download:
-        raise DataNotFound(not_found_message(family, looked, "data.download is off"),
+        raise DataNotFound(not_found_message(family, looked, _("data.download is off")),
                            family.name)
     try:
         folder = download(family)
     except OSError as e:
-        reason = f"download failed: {str(e).splitlines()[0][:200]}"
+        reason = _("download failed: {error}").format(error=str(e).splitlines()[0][:200])
         raise DataNotFound(not_found_message(family, looked, reason), family.name) from None
-    files, _ = _scan(folder, family)
+    files, _seen = _scan(folder, family)
     train, test = _decode(files, family, verify(files, family))
     return Dataset(family.name, family.title, train, test, family.classes, str(folder))

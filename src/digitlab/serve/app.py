@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from digitlab.i18n import _
 from digitlab.serve.predict import Predictor
 from digitlab.serve.preprocess import FRAME, ImageError, preprocess
 
@@ -86,7 +87,7 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
             if int(declared) > limit:
                 raise PayloadTooLarge
         except ValueError:
-            raise HTTPException(400, "invalid Content-Length header") from None
+            raise HTTPException(400, _("invalid Content-Length header")) from None
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -113,9 +114,11 @@ def replay(request: Request, body: bytes) -> Request:
 def pixels_array(payload) -> np.ndarray:
     """JSON {"pixels": 28x28 numbers} -> uint8 [28, 28]; HTTPException(422) when malformed."""
     if not isinstance(payload, dict) or "pixels" not in payload:
-        raise HTTPException(422, 'send JSON {"pixels": [[...28 numbers...], ... 28 rows]}')
+        raise HTTPException(422, _('send JSON {{"pixels": [[...28 numbers...], ... 28 rows]}}')
+                            .format())
     rows = payload["pixels"]
-    shape_error = HTTPException(422, f"pixels must be {FRAME} rows of {FRAME} numbers")
+    shape_error = HTTPException(422, _("pixels must be {rows} rows of {columns} numbers").format(
+        rows=FRAME, columns=FRAME))
     if not isinstance(rows, list) or len(rows) != FRAME:
         raise shape_error
     values = []
@@ -126,16 +129,16 @@ def pixels_array(payload) -> np.ndarray:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise shape_error
             if not math.isfinite(v):
-                raise HTTPException(422, "pixels must be finite numbers")
+                raise HTTPException(422, _("pixels must be finite numbers"))
             values.append(float(v))
     array = np.asarray(values, dtype=np.float64).reshape(FRAME, FRAME)
     if array.min() < 0 or array.max() > 255:
-        raise HTTPException(422, "pixels must lie in 0..255 (or 0..1)")
+        raise HTTPException(422, _("pixels must lie in 0..255 (or 0..1)"))
     if array.max() <= 1.0:  # floats in [0, 1]
         array = array * 255.0
     digit = array.round().astype(np.uint8)
     if int((digit > 76).sum()) < 4:
-        raise HTTPException(400, "no digit found (the pixels are blank)")
+        raise HTTPException(400, _("no digit found (the pixels are blank)"))
     return digit
 
 
@@ -145,14 +148,14 @@ async def upload_bytes(request: Request, body: bytes, content_type: str) -> byte
         try:
             item = form.get("file")
             if not isinstance(item, UploadFile):
-                raise HTTPException(422, "send the image as multipart form field 'file'")
+                raise HTTPException(422, _("send the image as multipart form field 'file'"))
             return await item.read()
         finally:
             await form.close()
     if content_type.startswith("image/") or content_type == "application/octet-stream":
         return body  # a raw image body, e.g. curl --data-binary @digit.png
-    raise HTTPException(415, "send multipart/form-data with a 'file' field, or JSON "
-                             '{"pixels": ...}')
+    raise HTTPException(415, _("send multipart/form-data with a 'file' field, or JSON "
+                               '{{"pixels": ...}}').format())
 
 
 def create_app(predictor: Predictor) -> FastAPI:
@@ -166,8 +169,8 @@ def create_app(predictor: Predictor) -> FastAPI:
 
     @app.exception_handler(PayloadTooLarge)
     async def too_large(request: Request, exc: PayloadTooLarge):
-        return JSONResponse({"detail": f"upload larger than {MAX_BODY // (1024 * 1024)} MB"},
-                            status_code=413)
+        return JSONResponse({"detail": _("upload larger than {limit} MB").format(
+            limit=MAX_BODY // (1024 * 1024))}, status_code=413)
 
     def answer(digit: np.ndarray) -> dict:
         probs = predictor.probabilities(digit[None])[0]
@@ -180,14 +183,15 @@ def create_app(predictor: Predictor) -> FastAPI:
 
     def from_image(data: bytes) -> dict:
         if not data:
-            raise ImageError("the upload is empty")
+            raise ImageError(_("the upload is empty"))
         try:
             digit = preprocess(data)
         except ImageError:
             raise
         except Exception as e:  # the bytes are the client's: any decoder failure is theirs
             log.warning("preprocessing failed", exc_info=True)
-            raise ImageError(f"could not read the image ({type(e).__name__})") from None
+            raise ImageError(_("could not read the image ({error_type})").format(
+                error_type=type(e).__name__)) from None
         return answer(digit)
 
     @app.get("/", include_in_schema=False)
@@ -246,14 +250,21 @@ def serve(source: str, host: str = "127.0.0.1", port: int = 8000, device: str = 
     app = create_app(predictor)
     info = predictor.describe()
     accuracy = info.get("test_accuracy")
-    what = f"{info['model']} ({info.get('dataset')}" + (
-        f", test accuracy {100 * accuracy:.1f}%)" if accuracy is not None else ")")
+    if accuracy is not None:
+        what = _("{model} ({dataset}, test accuracy {accuracy:.1f}%)").format(
+            model=info["model"], dataset=info.get("dataset"), accuracy=100 * accuracy)
+    else:
+        what = f"{info['model']} ({info.get('dataset')})"
     shown = f"[{host}]" if ":" in host else host
-    scope = (f"bound to {host} only (this machine); pass --host to listen elsewhere"
-             if is_loopback(host) else f"bound to {host}")
-    print(f"digitlab: serving {what} at http://{shown}:{port}/ - {scope}; Ctrl+C stops",
-          flush=True)
+    if is_loopback(host):
+        scope = _("bound to {host} only (this machine); pass --host to listen elsewhere").format(
+            host=host)
+    else:
+        scope = _("bound to {host}").format(host=host)
+    print(_("digitlab: serving {model} at {url} - {scope}; Ctrl+C stops").format(
+        model=what, url=f"http://{shown}:{port}/", scope=scope), flush=True)
     if not is_loopback(host):
-        print(f"digitlab: warning: {host} is not a loopback address: anyone who can reach this "
-              "machine can use the page and the API (there is no authentication)", flush=True)
+        print(_("digitlab: warning: {host} is not a loopback address: anyone who can reach this "
+                "machine can use the page and the API (there is no authentication)").format(
+            host=host), flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -14,6 +14,7 @@ import torch
 
 from digitlab.config import Config, from_dict, load_run_config
 from digitlab.errors import CheckpointError
+from digitlab.i18n import _
 from digitlab.models import build_model
 from digitlab.serve.preprocess import ImageError, preprocess
 from digitlab.training.checkpoint import load_checkpoint, restore_model
@@ -29,7 +30,8 @@ def checkpoint_path(source: str | Path) -> Path:
     if source.is_file():
         return source
     if not source.is_dir():
-        raise CheckpointError(f"{source} is neither a run directory nor a checkpoint file")
+        raise CheckpointError(_("{source} is neither a run directory nor a checkpoint file")
+                              .format(source=source))
     best, last = source / "checkpoints" / "best.safetensors", source / "checkpoints" / \
         "last.safetensors"
     config = source / "config.toml"
@@ -58,7 +60,8 @@ class Predictor:
             classes = tuple(meta["classes"])
         except (KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(
-                f"{path}: its metadata lacks the config or classes ({e})") from None
+                _("{path}: its metadata lacks the config or classes ({error})").format(
+                    path=path, error=e)) from None
         model = build_model(cfg.model, len(classes))
         restore_model(model, tensors, str(path))
         dev = resolve_device(device)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+from digitlab.i18n import _
+
 MAX_PIXELS = 40_000_000  # decoded pixels; more is refused as a decompression bomb
 WORK_SIZE = 512  # longest side while cleaning up; plenty for a digit, fast on a CPU
 BOX = 20  # MNIST's digit box inside the 28x28 frame
@@ -31,28 +33,32 @@ def open_image(source: str | Path | bytes) -> Image.Image:
     try:
         handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     except OSError as e:
-        raise ImageError(f"{name}: cannot open ({e.strerror or e})") from None
+        raise ImageError(_("{name}: cannot open ({error})").format(
+            name=name, error=e.strerror or e)) from None
     with handle, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
         try:
             with Image.open(handle) as probe:
                 width, height = probe.size
                 if width * height > MAX_PIXELS:
-                    raise ImageError(f"{name}: {width}x{height} pixels is too large "
-                                     f"(limit {MAX_PIXELS:,})")
+                    raise ImageError(_("{name}: {width}x{height} pixels is too large "
+                                       "(limit {limit:,})").format(
+                        name=name, width=width, height=height, limit=MAX_PIXELS))
                 probe.load()
                 image = probe.copy()
         except ImageError:
             raise
         except Image.DecompressionBombError:
-            raise ImageError(f"{name}: too large to decode safely (a decompression bomb?)") \
-                from None
+            raise ImageError(_("{name}: too large to decode safely (a decompression bomb?)")
+                             .format(name=name)) from None
         except UnidentifiedImageError:
-            raise ImageError(f"{name}: not a recognized image format") from None
+            raise ImageError(_("{name}: not a recognized image format").format(name=name)) \
+                from None
         except (OSError, SyntaxError, ValueError) as e:
-            raise ImageError(f"{name}: not a readable image ({type(e).__name__}: {e})") from None
+            raise ImageError(_("{name}: not a readable image ({error_type}: {error})").format(
+                name=name, error_type=type(e).__name__, error=e)) from None
     if image.width < 1 or image.height < 1:
-        raise ImageError(f"{name}: empty image")
+        raise ImageError(_("{name}: empty image").format(name=name))
     return image
 
 
@@ -130,7 +136,7 @@ def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
     ink = clean(ink_map(image))
     mask = ink > 0.3
     if mask.sum() < 4:
-        raise ImageError(f"{name}: no digit found (the image looks blank)")
+        raise ImageError(_("{name}: no digit found (the image looks blank)").format(name=name))
     rows, cols = np.nonzero(mask)
     crop = ink[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
     h, w = crop.shape

@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from digitlab.errors import CheckpointError
+from digitlab.i18n import _
 from digitlab.io import atomic_write_bytes
 
 FORMAT = "digitlab-checkpoint-1"
@@ -93,7 +94,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, metadata) of a checkpoint, or a CheckpointError that names the file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; train a run first")
+        raise CheckpointError(_("checkpoint {path} does not exist; train a run first").format(
+            path=path))
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
@@ -103,11 +105,13 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         meta = json.loads(header["digitlab"])
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         raise CheckpointError(
-            f"{path} is not a readable digitlab checkpoint ({type(e).__name__}: {e}); "
-            "it may be truncated or corrupt: use another checkpoint or retrain"
+            _("{path} is not a readable digitlab checkpoint ({error_type}: {error}); "
+              "it may be truncated or corrupt: use another checkpoint or retrain").format(
+                path=path, error_type=type(e).__name__, error=e)
         ) from None
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has unknown checkpoint format {meta.get('format')!r}")
+        raise CheckpointError(_("{path} has unknown checkpoint format {format_name!r}").format(
+            path=path, format_name=meta.get("format")))
     return tensors, meta
 
 
@@ -118,8 +122,10 @@ def restore_model(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         raise CheckpointError(
-            f"{path} does not fit a {type(model).__name__} ({first[-1].strip() if first else e}); "
-            "was it saved from another architecture?"
+            _("{path} does not fit a {model_class} ({error}); "
+              "was it saved from another architecture?").format(
+                path=path, model_class=type(model).__name__,
+                error=first[-1].strip() if first else e)
         ) from None
 
 

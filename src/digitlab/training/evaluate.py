@@ -11,6 +11,7 @@ import torch
 from digitlab.config import load_run_config
 from digitlab.data import SOURCES
 from digitlab.errors import CheckpointError
+from digitlab.i18n import _
 from digitlab.models import build_model
 from digitlab.training.checkpoint import load_checkpoint, restore_model
 
@@ -49,11 +50,12 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"train.device is {name!r} but CUDA is not available here; "
-                         "use --device auto or --device cpu")
+        raise UsageError(_("train.device is {device!r} but CUDA is not available here; "
+                           "use --device auto or --device cpu").format(device=name))
     if name == "mps" and not (getattr(torch.backends, "mps", None)
                               and torch.backends.mps.is_available()):
-        raise UsageError("train.device is 'mps' but MPS is not available; use --device auto")
+        raise UsageError(_("train.device is 'mps' but MPS is not available; "
+                           "use --device auto"))
     return torch.device(name)
 
 
@@ -67,7 +69,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     run_dir = Path(run_dir)
     config_path = run_dir / "config.toml"
     if not config_path.is_file():
-        raise CheckpointError(f"{run_dir} is not a run directory (no config.toml there)")
+        raise CheckpointError(_("{run_dir} is not a run directory (no config.toml there)")
+                              .format(run_dir=run_dir))
     cfg = load_run_config(config_path)
     if data_dir:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=data_dir))

@@ -35,6 +35,7 @@ from digitlab.config import Config, to_toml
 from digitlab.data import make_loader
 from digitlab.data.balance import balancing_weights
 from digitlab.errors import ConfigError, TrainingError, UsageError
+from digitlab.i18n import N_, _
 from digitlab.io import append_jsonl, atomic_write_text, write_json
 from digitlab.models import build_model
 from digitlab.training import distributed
@@ -58,7 +59,7 @@ from digitlab.training.setup import (
     training_splits,
 )
 
-DOUBLE_SOFTMAX = ("the model's outputs look like probabilities (or log-probabilities), but the "
+DOUBLE_SOFTMAX = N_("the model's outputs look like probabilities (or log-probabilities), but the "
                   "loss applies softmax itself: remove the final softmax and return raw logits")
 
 
@@ -122,10 +123,13 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         run_dir = make_run_dir(cfg)
         atomic_write_text(run_dir / "config.toml", to_toml(cfg))
     run_dir = Path(distributed.broadcast(str(run_dir) if world.main or resume else None, world))
-    console.print(f"digitlab {digitlab.__version__}: {dataset.title} ({len(train_split):,} "
-                  f"train{f' / {len(val):,} val' if val else ''} / {len(dataset.test):,} test, "
-                  f"from {dataset.origin}) | model {cfg.model.name} | device {device} | "
-                  f"run {run_dir}")
+    sizes = (_("{train:,} train / {val:,} val / {test:,} test") if val else
+             _("{train:,} train / {test:,} test")).format(
+        train=len(train_split), val=len(val) if val else 0, test=len(dataset.test))
+    console.print(_("digitlab {version}: {dataset} ({sizes}, from {origin}) | model {model} | "
+                    "device {device} | run {run_dir}").format(
+        version=digitlab.__version__, dataset=dataset.title, sizes=sizes, origin=dataset.origin,
+        model=cfg.model.name, device=device, run_dir=run_dir))
 
     balance = cfg.data.balance
     train_loader = make_loader(train_split, cfg.data.loader, cfg.data.batch_size, device,
@@ -178,18 +182,20 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
     if resume and last_path.exists():
         tensors, meta = load_checkpoint(last_path)
         if meta["epoch"] > epochs:
-            raise UsageError(f"{run_dir} already ran {meta['epoch']} epochs; pass --epochs "
-                             f"{meta['epoch']} or more to continue it")
+            raise UsageError(_("{run_dir} already ran {epochs} epochs; pass --epochs {epochs} or "
+                               "more to continue it").format(run_dir=run_dir,
+                                                             epochs=meta["epoch"]))
         if cfg.sched.name == "onecycle" and meta["config"]["train"]["epochs"] != epochs:
-            raise ConfigError("a onecycle schedule is laid out for a fixed number of epochs; "
-                              "resume it with its original --epochs")
+            raise ConfigError(_("a onecycle schedule is laid out for a fixed number of epochs; "
+                                "resume it with its original --epochs"))
         restore_model(raw_model, tensors, str(last_path))
         restore_optimizer(optimizer, tensors, meta)
         schedule.load_state_dict(meta["schedule"])
         scaler.load_state_dict(meta["scaler"])
         restore_rng(tensors, meta["rng"])
         state = meta["state"]
-        console.print(f"Resuming {run_dir} after epoch {state['epoch']} of {epochs}")
+        console.print(_("Resuming {run_dir} after epoch {epoch} of {epochs}").format(
+            run_dir=run_dir, epoch=state["epoch"], epochs=epochs))
     if resume and world.main:  # the checkpoint is the truth: lines written after it are dropped
         atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in state["history"]))
         atomic_write_text(run_dir / "config.toml", to_toml(cfg))  # e.g. the new epoch count
@@ -216,7 +222,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
             criterion = loss_fn if balanced else plain_loss_fn
             steps = epoch_batches[epoch]
             model.train()
-            progress.reset(batch_bar, total=steps, description=f"epoch {epoch + 1}")
+            progress.reset(batch_bar, total=steps,
+                           description=_("epoch {epoch}").format(epoch=epoch + 1))
             running_loss = torch.zeros((), device=device)  # summed on the device: no syncs
             correct = torch.zeros((), dtype=torch.long, device=device)
             seen = 0
@@ -255,8 +262,9 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                 # one sync per epoch: does the loss get probabilities instead of logits?
                 if batch_idx == 0 and not warned and looks_like_probabilities(logits):
                     warned = True
-                    warnings.warn(DOUBLE_SOFTMAX, stacklevel=1)
-                    progress.console.print(f"warning: {DOUBLE_SOFTMAX}", style="yellow")
+                    warnings.warn(_(DOUBLE_SOFTMAX), stacklevel=1)
+                    progress.console.print(_("warning: {message}").format(
+                        message=_(DOUBLE_SOFTMAX)), style="yellow")
                 running_loss += loss.detach().float() * len(labels)
                 correct += (logits.detach().argmax(dim=1) == labels).sum()
                 seen += len(labels)
@@ -264,8 +272,11 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                     value = loss.item()  # .item() syncs with the device; only on log steps
                     check_finite(value, epoch, batch_idx, run_dir, world.main)
                     if batch_idx % cfg.train.log_interval == 0:
-                        progress.console.print(f"Epoch [{epoch + 1}/{epochs}], "
-                                               f"Batch [{batch_idx}/{steps}], Loss: {value:.4f}")
+                        progress.console.print(
+                            _("Epoch [{epoch}/{epochs}], Batch [{batch}/{batches}], "
+                              "Loss: {loss:.4f}").format(epoch=epoch + 1, epochs=epochs,
+                                                        batch=batch_idx, batches=steps,
+                                                        loss=value))
                 progress.advance(batch_bar)
             if device.type == "cuda":
                 torch.cuda.synchronize()  # so the epoch time covers the queued kernels
@@ -316,19 +327,21 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
             progress.advance(epoch_bar)
             patience = cfg.train.early_stop_patience
             if patience and state["bad_epochs"] >= patience:
-                progress.console.print(f"Early stopping: {key} has not improved for {patience} "
-                                       f"epochs (best {state['best']:.4f} at epoch "
-                                       f"{state['best_epoch']})")
+                progress.console.print(
+                    _("Early stopping: {metric} has not improved for {patience} epochs (best "
+                      "{best:.4f} at epoch {best_epoch})").format(
+                        metric=key, patience=patience, best=state["best"],
+                        best_epoch=state["best_epoch"]))
                 stop = True
                 break
 
     # ---- the end: best weights, final test, figures, summary --------------------------------
     distributed.barrier(world)  # rank 0 has written best.safetensors
     if cfg.train.early_stop_patience and state["best_epoch"] is not None:
-        best_tensors, _ = load_checkpoint(run_dir / "checkpoints" / "best.safetensors")
+        best_tensors, _meta = load_checkpoint(run_dir / "checkpoints" / "best.safetensors")
         restore_model(raw_model, best_tensors, "best checkpoint")
     test = evaluate(model, eval_loaders["test"], plain_loss_fn, num_classes)
-    console.print(f"Test Accuracy: {100 * test['accuracy']:.2f}%")
+    console.print(_("Test Accuracy: {accuracy:.2f}%").format(accuracy=100 * test["accuracy"]))
     train_seconds = state["train_seconds"]
     summary = {
         "status": "completed",
@@ -362,9 +375,10 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         analyze(raw_model, dataset, cfg, device, run_dir)  # evaluation.json, plots/, report.html
     distributed.barrier(world)
     distributed.cleanup(world)
-    console.print(f"{dataset.title}: test accuracy {100 * test['accuracy']:.2f}% after "
-                  f"{state['epoch']} epochs, {train_seconds:.1f} s of training. "
-                  f"Run saved to {run_dir}")
+    console.print(_("{dataset}: test accuracy {accuracy:.2f}% after {epochs} epochs, "
+                    "{seconds:.1f} s of training. Run saved to {run_dir}").format(
+        dataset=dataset.title, accuracy=100 * test["accuracy"], epochs=state["epoch"],
+        seconds=train_seconds, run_dir=run_dir))
     return summary
 
 
@@ -399,13 +413,16 @@ def train_loader_balance(balance: str, epoch: int, finetune_from: int) -> str:
 
 
 def epoch_line(record: dict) -> str:
-    parts = [f"Epoch {record['epoch']} finished. Average Loss: {record['train_loss']:.4f}",
-             f"train acc {100 * record['train_accuracy']:.2f}%"]
-    for name in ("val", "test"):
-        if f"{name}_loss" in record:
-            parts.append(f"{name} loss {record[f'{name}_loss']:.4f}, "
-                         f"{name} acc {100 * record[f'{name}_accuracy']:.2f}%")
-    parts.append(f"{record['epoch_seconds']:.1f} s")
+    parts = [_("Epoch {epoch} finished. Average Loss: {loss:.4f}").format(
+                 epoch=record["epoch"], loss=record["train_loss"]),
+             _("train acc {accuracy:.2f}%").format(accuracy=100 * record["train_accuracy"])]
+    if "val_loss" in record:
+        parts.append(_("val loss {loss:.4f}, val acc {accuracy:.2f}%").format(
+            loss=record["val_loss"], accuracy=100 * record["val_accuracy"]))
+    if "test_loss" in record:
+        parts.append(_("test loss {loss:.4f}, test acc {accuracy:.2f}%").format(
+            loss=record["test_loss"], accuracy=100 * record["test_accuracy"]))
+    parts.append(_("{seconds:.1f} s").format(seconds=record["epoch_seconds"]))
     return " | ".join(parts)
 
 
@@ -417,13 +434,14 @@ def check_finite(value: float, epoch: int, batch_idx: int | None, run_dir: Path,
     if write:
         write_json(run_dir / "summary.json", {"status": "failed", "error": "non-finite loss",
                                               "epoch": epoch + 1, "batch": batch_idx})
-    where = (f"epoch {epoch + 1}, batch {batch_idx}" if batch_idx is not None
-             else f"epoch {epoch + 1} (seen in its average loss)")
+    where = (_("epoch {epoch}, batch {batch}") if batch_idx is not None
+             else _("epoch {epoch} (seen in its average loss)")).format(epoch=epoch + 1,
+                                                                       batch=batch_idx)
     last = run_dir / "checkpoints" / "last.safetensors"
-    kept = (f"The last good checkpoint (end of epoch {epoch}) is kept: {last}" if last.exists()
-            else "No epoch had finished, so there is no checkpoint.")
-    raise TrainingError(
-        f"the loss became {value} in {where}; training stopped. "
-        f"Lower optim.lr (e.g. --set optim.lr=1e-4) or clip gradients (--set "
-        f"train.clip_norm=1.0). {kept}"
-    )
+    kept = (_("The last good checkpoint (end of epoch {epoch}) is kept: {path}").format(
+                epoch=epoch, path=last) if last.exists()
+            else _("No epoch had finished, so there is no checkpoint."))
+    raise TrainingError(_(
+        "the loss became {value} in {where}; training stopped. Lower optim.lr (e.g. --set "
+        "optim.lr=1e-4) or clip gradients (--set train.clip_norm=1.0). {checkpoint}").format(
+            value=value, where=where, checkpoint=kept))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitlab.errors import ConfigError
+from digitlab.i18n import _
 from digitlab.registry import Registry
 
 if TYPE_CHECKING:
@@ -26,8 +27,8 @@ LOSSES: Registry = Registry("loss")
 
 def _no_smoothing(cfg: LossConfig) -> None:
     if cfg.label_smoothing > 0:
-        raise ConfigError(f"loss.label_smoothing applies to cross-entropy, kl-div and focal, "
-                          f"not {cfg.name!r}; set it to 0")
+        raise ConfigError(_("loss.label_smoothing applies to cross-entropy, kl-div and focal, "
+                            "not {loss!r}; set it to 0").format(loss=cfg.name))
 
 
 @LOSSES.register("cross-entropy", "softmax + negative log-likelihood on logits (the default)")
@@ -127,8 +128,8 @@ class SoftTargetKL(nn.Module):
 @LOSSES.register("kl-div", "KL divergence to soft targets: smoothed labels or a teacher run")
 def build_kl_div(cfg: LossConfig, num_classes: int, weights) -> nn.Module:
     if weights is not None:
-        raise ConfigError("kl-div does not take class weights (loss.class_weights, "
-                          "data.balance = 'weights'); use cross-entropy or focal")
+        raise ConfigError(_("kl-div does not take class weights (loss.class_weights, "
+                            "data.balance = 'weights'); use cross-entropy or focal"))
     return SoftTargetKL(num_classes, cfg.label_smoothing, cfg.distill_temperature)
 
 
@@ -167,8 +168,9 @@ def build_loss(cfg: LossConfig, num_classes: int,
     loss.class_weights when given."""
     if weights is None and cfg.class_weights:
         if len(cfg.class_weights) != num_classes:
-            raise ConfigError(f"loss.class_weights has {len(cfg.class_weights)} values but the "
-                              f"dataset has {num_classes} classes")
+            raise ConfigError(_("loss.class_weights has {values} values but the "
+                                "dataset has {classes} classes").format(
+                values=len(cfg.class_weights), classes=num_classes))
         weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
     return LOSSES.get(cfg.name)(cfg, num_classes, weights)
 

@@ -15,6 +15,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from digitlab.errors import ConfigError
+from digitlab.i18n import _
 from digitlab.registry import Registry
 
 if TYPE_CHECKING:
@@ -119,8 +120,9 @@ def build_lbfgs(params, cfg: OptimConfig) -> torch.optim.Optimizer:
 
 @OPTIMIZERS.register("sparse-adam", "Adam for sparse gradients (refused: these models are dense)")
 def build_sparse_adam(params, cfg: OptimConfig) -> torch.optim.Optimizer:
-    raise ConfigError("optim.name = 'sparse-adam' needs sparse gradients (nn.Embedding with "
-                      "sparse=True); digitlab's models produce dense ones. Use 'adam' or 'adamw'")
+    raise ConfigError(_("optim.name = 'sparse-adam' needs sparse gradients (nn.Embedding with "
+                        "sparse=True); digitlab's models produce dense ones. Use 'adam' or "
+                        "'adamw'"))
 
 
 def is_lbfgs(optimizer: torch.optim.Optimizer) -> bool:
@@ -142,8 +144,8 @@ def build_step(optimizer, cfg: SchedConfig, epoch_steps: list[int]):
 @SCHEDULERS.register("multistep", "multiply the lr by gamma at each epoch in milestones")
 def build_multistep(optimizer, cfg: SchedConfig, epoch_steps: list[int]):
     if not cfg.milestones:
-        raise ConfigError("sched.name = 'multistep' needs sched.milestones, e.g. "
-                          "--set sched.milestones=[3,6]")
+        raise ConfigError(_("sched.name = 'multistep' needs sched.milestones, e.g. "
+                            "--set sched.milestones=[3,6]"))
     return lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones),
                                     gamma=cfg.gamma), "epoch"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from digitlab.config import Config, LossConfig, ModelConfig
+from digitlab.i18n import _
 from digitlab.models.activations import ACTIVATIONS, LECTURE, build_activation
 from digitlab.training.losses import LOSSES, build_loss
 from digitlab.viz.plots import _pyplot, save_figure
@@ -214,12 +215,14 @@ def run_filters(run_dir: Path, path: Path | None = None) -> Path:
 
     cfg = load_run_config(run_dir / "config.toml") if (run_dir / "config.toml").is_file() else None
     if cfg is None:
-        raise CheckpointError(f"{run_dir} is not a run directory (no config.toml there)")
-    tensors, _ = load_checkpoint(run_dir / "checkpoints" / "last.safetensors")
+        raise CheckpointError(_("{run_dir} is not a run directory (no config.toml there)")
+                              .format(run_dir=run_dir))
+    tensors, _meta = load_checkpoint(run_dir / "checkpoints" / "last.safetensors")
     first = next((k for k, v in tensors.items()
                   if k.startswith("model.") and k.endswith("weight") and v.ndim in (2, 4)), None)
     if first is None:
-        raise CheckpointError(f"{run_dir}: the model has no linear or conv layer to draw")
+        raise CheckpointError(_("{run_dir}: the model has no linear or conv layer to draw")
+                              .format(run_dir=run_dir))
     path = path or run_dir / "plots" / "filters.png"
     return filters(tensors[first], path, f"{cfg.model.name}: first layer ({first[6:]}, "
                                          f"{tuple(tensors[first].shape)}); red > 0 > blue")
