@@ -246,7 +246,10 @@ def print_result(console: Console, result: dict, train_size: int) -> None:
             table.add_row(name, f"{row['train_seconds']:.2f}", f"{rate:,.0f}",
                           f"{100 * row['test_accuracy']:.2f}%")
         console.print(table)
-        console.print(_("speedup: {speedup:.1f}x (goal: 7x)").format(speedup=result["speedup"]))
+        # the 7x goal is for MNIST's 60,000 images; on small sets fixed costs dominate
+        speedup = (_("speedup: {speedup:.1f}x (goal: 7x)") if result["dataset"] == "mnist"
+                   else _("speedup: {speedup:.1f}x"))
+        console.print(speedup.format(speedup=result["speedup"]))
     for preset in result.get("presets", []):
         acc, secs = preset["accuracy"], preset["train_seconds"]
         reached = [r["seconds_to_target"] for r in preset["runs"]]

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digitlab",
         description=_("Train, compare, understand and use handwritten-digit classifiers."))
-    parser.add_argument("--version", action="version", version=f"digitlab {__version__}")
+    parser.add_argument("--version", action="version", version=f"digitlab {__version__}",
+                        help=_("show program's version number and exit"))
     parser.add_argument("--debug", action="store_true", help=_("show full tracebacks on errors"))
     lang_help = _("language of messages and help: en or bn (default: $DIGITLAB_LANG, else en)")
     parser.add_argument("--lang", choices=tuple(LANGUAGES), help=lang_help)
@@ -56,24 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     q = plot.add_parser("activations", help=_("each activation and its derivative, + overview"))
     q.add_argument("--out", default="figures/activations", help=_("folder for the PNGs"))
     q = plot.add_parser("losses", help=_("each loss and its gradient vs the true-class logit"))
-    q.add_argument("--out", default="figures/losses.png")
+    q.add_argument("--out", default="figures/losses.png", help=_("PNG path"))
     q = plot.add_parser("temperature", help=_("softmax of one logit vector at several beta"))
-    q.add_argument("--out", default="figures/temperature.png")
+    q.add_argument("--out", default="figures/temperature.png", help=_("PNG path"))
     q = plot.add_parser("schedule", help=_("the configured learning rate at every step"))
-    q.add_argument("--config", metavar="FILE.toml")
+    q.add_argument("--config", metavar="FILE.toml", help=_("read settings from a TOML file"))
     q.add_argument("--set", dest="sets", action="append", default=[],
-                   metavar="SECTION.KEY=VALUE")
-    q.add_argument("--epochs", type=int)
+                   metavar="SECTION.KEY=VALUE",
+                   help=_("override one setting, e.g. --set optim.lr=3e-3 (repeatable)"))
+    q.add_argument("--epochs", type=int, help=_("shortcut for --set train.epochs=N (default: 5)"))
     q.add_argument("--steps-per-epoch", type=int,
                    help=_("optimizer steps per epoch (default: from the dataset and batch size)"))
-    q.add_argument("--out", default="figures/schedule.png")
+    q.add_argument("--out", default="figures/schedule.png", help=_("PNG path"))
     q = plot.add_parser("filters", help=_("a run's first-layer weights as images"))
-    q.add_argument("run_dir", metavar="RUN_DIR")
+    q.add_argument("run_dir", metavar="RUN_DIR", help=_("a run directory made by digitlab train"))
     q.add_argument("--out", help=_("PNG path (default: RUN_DIR/plots/filters.png)"))
     q = plot.add_parser("run", help=_("regenerate a run's evaluation, plots and report.html"))
-    q.add_argument("run_dir", metavar="RUN_DIR")
+    q.add_argument("run_dir", metavar="RUN_DIR", help=_("a run directory made by digitlab train"))
     q.add_argument("--data-dir", help=_("folder with the dataset files"))
-    q.add_argument("--device", default="auto")
+    q.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("sweep", parents=[common],
                        help=_("train a grid of configurations, one run each, and compare them"))
@@ -85,27 +87,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", parents=[common],
                        help=_("classify digit images (photos, scans, drawings)"))
-    p.add_argument("model", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("model", metavar="RUN_DIR|CHECKPOINT",
+                   help=_("a run directory, or one of its .safetensors checkpoints"))
     p.add_argument("paths", metavar="PATH", nargs="+", help=_("image files or folders (recursive)"))
     p.add_argument("--json", action="store_true", help=_("print a JSON list instead of lines"))
     p.add_argument("--top-k", type=int, default=1, metavar="K",
                    help=_("also report the K most likely labels"))
     p.add_argument("--show", metavar="DIR",
                    help=_("save each input beside the 28x28 the model saw, to debug bad cases"))
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("serve", parents=[common],
                        help=_("a local web page to draw a digit, and a JSON API"))
-    p.add_argument("model", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("model", metavar="RUN_DIR|CHECKPOINT",
+                   help=_("a run directory, or one of its .safetensors checkpoints"))
     p.add_argument("--host", default="127.0.0.1",
                    help=_("address to bind (default 127.0.0.1: this machine only)"))
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--port", type=int, default=8000, help=_("TCP port (default 8000)"))
+    p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("export", parents=[common], help=_("export a run's model to ONNX or "
                        "TorchScript, normalization included"))
-    p.add_argument("run_dir", metavar="RUN_DIR|CHECKPOINT")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("run_dir", metavar="RUN_DIR|CHECKPOINT",
+                   help=_("a run directory, or one of its .safetensors checkpoints"))
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                   help=_("onnx (default) or torchscript"))
     p.add_argument("--out", required=True, help=_("output file (.onnx or .pt)"))
 
     p = sub.add_parser("list", parents=[common],
@@ -114,14 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", parents=[common],
                        help=_("re-evaluate a run's saved model on the test split"))
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help=_("a run directory made by digitlab train"))
     p.add_argument("--data-dir", help=_("folder with the dataset files"))
     p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("bench", parents=[common],
                        help=_("time the tutorial's pipeline against digitlab's, side by side"))
     p.add_argument("--epochs", type=int, default=5, help=_("epochs for both pipelines (default 5)"))
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help=_("seed for both pipelines (default 42)"))
     p.add_argument("--dataset", default="mnist", help=_("dataset for both (default: mnist)"))
     p.add_argument("--data-dir", help=_("folder with the dataset files"))
     p.add_argument("--json", action="store_true", help=_("print the results as JSON"))

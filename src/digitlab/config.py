@@ -38,7 +38,7 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 def _check_name(registry, key: str, value: str) -> None:
     if value not in registry:
         raise ConfigError(_("{key}: unknown {kind} {value!r}{hint}; choose from {names}").format(
-            key=key, kind=registry.kind, value=value, hint=closest(value, registry.names()),
+            key=key, kind=_(registry.kind), value=value, hint=closest(value, registry.names()),
             names=registry.names()))
 
 

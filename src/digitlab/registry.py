@@ -36,7 +36,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         if name not in self._builders:
             raise KeyError(_("unknown {kind} {name!r}{hint}; choose from {names}").format(
-                kind=self.kind, name=name, hint=closest(name, self.names()), names=self.names()))
+                kind=_(self.kind), name=name, hint=closest(name, self.names()), names=self.names()))
         return self._builders[name]
 
     def names(self) -> list[str]:

@@ -10,12 +10,13 @@ import torch.nn.functional as F
 
 from digitlab.data import mnist
 from digitlab.data.dataset import Dataset, Split
+from digitlab.i18n import N_
 from digitlab.registry import Registry
 
 if TYPE_CHECKING:
     from digitlab.config import DataConfig
 
-SOURCES: Registry = Registry("dataset")
+SOURCES: Registry = Registry(N_("dataset"))
 
 
 @SOURCES.register("mnist", "MNIST handwritten digits, 60k train / 10k test (the default)")

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from digitlab.i18n import N_
 from digitlab.registry import Registry
 
 if TYPE_CHECKING:
     from digitlab.config import ModelConfig
 
-ACTIVATIONS: Registry = Registry("activation")
+ACTIVATIONS: Registry = Registry(N_("activation"))
 
 
 def build_activation(cfg: ModelConfig, width: int) -> nn.Module:

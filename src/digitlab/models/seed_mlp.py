@@ -36,6 +36,6 @@ class SeedMLP(nn.Module):
         return self.fc3(x)  # logits; the loss applies (log-)softmax itself
 
 
-@MODELS.register("seed-mlp", "the tutorial's MLP 784-128-64-10 (ReLU by default; the default)")
+@MODELS.register("seed-mlp", "the tutorial's MLP 784-128-64-10, ReLU by default; the default model")
 def build_seed_mlp(cfg: ModelConfig, num_classes: int) -> nn.Module:
     return SeedMLP(num_classes, build_activation(cfg, 128), build_activation(cfg, 64))

@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from digitlab.errors import ConfigError
-from digitlab.i18n import _
+from digitlab.i18n import N_, _
 from digitlab.registry import Registry
 
 if TYPE_CHECKING:
     from digitlab.config import LossConfig
 
-LOSSES: Registry = Registry("loss")
+LOSSES: Registry = Registry(N_("loss"))
 
 
 def _no_smoothing(cfg: LossConfig) -> None:

@@ -15,14 +15,14 @@ import torch
 from torch.optim import lr_scheduler
 
 from digitlab.errors import ConfigError
-from digitlab.i18n import _
+from digitlab.i18n import N_, _
 from digitlab.registry import Registry
 
 if TYPE_CHECKING:
     from digitlab.config import OptimConfig, SchedConfig
 
-OPTIMIZERS: Registry = Registry("optimizer")
-SCHEDULERS: Registry = Registry("scheduler")
+OPTIMIZERS: Registry = Registry(N_("optimizer"))
+SCHEDULERS: Registry = Registry(N_("scheduler"))
 
 
 def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:

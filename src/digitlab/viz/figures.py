@@ -201,7 +201,7 @@ def filters(weight: torch.Tensor, path: Path, title: str) -> Path:
             w = images[k]
             limit = float(w.abs().max()) or 1.0
             ax.imshow(w.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-    fig.suptitle(title)
+    fig.suptitle(title if n == len(images) else f"{title}; the first {n} of {len(images)}")
     fig.tight_layout()
     save_figure(fig, path)
     return path
