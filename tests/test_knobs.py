@@ -544,6 +544,50 @@ def test_onecycle_steps_per_batch_and_ends_low():
     assert after_epoch[-1] < 0.1 / 10
 
 
+@pytest.mark.parametrize("name", [n for n in OPTIMIZER_NAMES if n != "sparse-adam"])
+def test_onecycle_with_every_optimizer(name):
+    """One-cycle cycles momentum only where there is some: Adam's beta1, SGD with momentum."""
+    model = tiny_model()
+    cfg = OptimConfig(name=name, momentum=0.9 if name in ("sgd", "rmsprop") else 0.0)
+    optimizer = OPTIMIZERS.get(name)(param_groups(model, cfg), cfg)
+    schedule = Schedule(optimizer, SchedConfig(name="onecycle"), [5, 5, 5])
+    if name == "lbfgs":
+        return  # its step needs a closure; building the schedule is what used to fail
+    used, _ = run_schedule(schedule, optimizer)
+    assert max(used) == pytest.approx(cfg.lr, rel=0.05)
+    group = optimizer.param_groups[0]
+    if "betas" in group:
+        assert group["betas"][0] != cfg.betas[0]  # cycled
+    elif name in ("sgd", "rmsprop"):
+        assert group["momentum"] != 0.9
+
+
+def test_onecycle_leaves_plain_sgd_without_momentum():
+    optimizer = sgd(0.1)
+    Schedule(optimizer, SchedConfig(name="onecycle"), [4])
+    assert optimizer.param_groups[0]["momentum"] == 0
+
+
+@pytest.mark.parametrize("name", ["rprop", "lbfgs"])
+def test_weight_decay_refused_where_ignored(name):
+    cfg = OptimConfig(name=name, weight_decay=1e-4)
+    with pytest.raises(ConfigError, match="no weight decay"):
+        OPTIMIZERS.get(name)(param_groups(tiny_model(), cfg), cfg)
+
+
+@pytest.mark.parametrize("sets", [["loss.name=mse", "loss.label_smoothing=0.1"],
+                                  ["loss.class_weights=[1, 2]"],
+                                  ["optim.name=sparse-adam"],
+                                  ["optim.name=rprop", "optim.weight_decay=0.1"]])
+def test_bad_loss_or_optimizer_writes_nothing(sets, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--dataset", "synthetic", "--out", str(run), *TINY]
+    for item in sets:
+        argv += ["--set", item]
+    assert main(argv) == 2
+    assert not run.exists()
+
+
 def test_warmup_then_cosine():
     optimizer = sgd(0.1)
     cfg = SchedConfig(name="cosine", warmup_epochs=1, warmup_start_factor=0.1)

@@ -167,7 +167,8 @@ def cmd_evaluate(args) -> int:
 
     report = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
     print(_("{dataset}: test accuracy {accuracy:.2f}%, test loss {loss:.4f} on {count:,} images "
-            "-> {path}").format(dataset=report["dataset"], accuracy=100 * report["test_accuracy"],
+            "-> {path}").format(dataset=report.get("dataset_title", report["dataset"]),
+                                accuracy=100 * report["test_accuracy"],
                                 loss=report["test_loss"], count=report["num_samples"],
                                 path=f"{args.run_dir}/evaluation.json"))
     return 0

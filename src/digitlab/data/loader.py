@@ -64,10 +64,24 @@ class Batching:
                            self.num_classes, self.requested_batch_size)
 
     def __len__(self) -> int:
-        n = len(self.cpu_labels)
+        return math.ceil(self._epoch_size() / self.batch_size)
+
+    def _epoch_size(self) -> int:
         if self.shuffle and self.balance == "lecun":
-            n = len(self.order())
-        return math.ceil(n / self.batch_size)
+            return len(self.order())
+        return len(self.cpu_labels)
+
+    def loss_weights(self) -> list[float]:
+        """DDP: per batch of this epoch, world size x this rank's share of the global batch.
+
+        DDP averages the ranks' mean gradients with equal weight. Scaling each rank's loss by
+        this makes the step the global batch's mean gradient, as in one process, also when a
+        batch splits unevenly (the last one). 1.0 for an even split, and for a batch smaller
+        than the world, which every rank takes whole."""
+        n, bs, world = self._epoch_size(), self.batch_size, self.world_size
+        sizes = [min(bs, n - start) for start in range(0, n, bs)]
+        return [1.0 if size < world else
+                (size // world + (self.rank < size % world)) * world / size for size in sizes]
 
 
 class DeviceLoader(Batching):

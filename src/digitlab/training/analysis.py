@@ -86,6 +86,7 @@ def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch
         "test_loss": float(losses.mean()),  # cross-entropy, whatever the training loss was
         "num_samples": len(test),
         "dataset": dataset.name,
+        "dataset_title": dataset.title,
         "model": cfg.model.name,
         **(extra or {}),
         "per_class": report["per_class"],

@@ -35,7 +35,7 @@ from digitlab.config import Config, to_toml
 from digitlab.data import make_loader
 from digitlab.data.balance import balancing_weights
 from digitlab.errors import ConfigError, TrainingError, UsageError
-from digitlab.i18n import N_, _
+from digitlab.i18n import N_, _, ngettext
 from digitlab.io import append_jsonl, atomic_write_text, write_json
 from digitlab.models import build_model
 from digitlab.training import distributed
@@ -113,24 +113,11 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
 
-    # ---- data, then the run directory (so bad input writes nothing) -------------------------
+    # ---- data; the run directory comes once everything has been built (bad input writes
+    # nothing) ------------------------------------------------------------------------------
     dataset, cfg, notice = load_data(cfg, fallback, console)
     num_classes = len(dataset.classes)
     train_split, val = training_splits(dataset, cfg)
-    if resume:
-        run_dir = Path(cfg.train.out)
-    elif world.main:
-        run_dir = make_run_dir(cfg)
-        atomic_write_text(run_dir / "config.toml", to_toml(cfg))
-    run_dir = Path(distributed.broadcast(str(run_dir) if world.main or resume else None, world))
-    sizes = (_("{train:,} train / {val:,} val / {test:,} test") if val else
-             _("{train:,} train / {test:,} test")).format(
-        train=len(train_split), val=len(val) if val else 0, test=len(dataset.test))
-    console.print(_("digitlab {version}: {dataset} ({sizes}, from {origin}) | model {model} | "
-                    "device {device} | run {run_dir}").format(
-        version=digitlab.__version__, dataset=dataset.title, sizes=sizes, origin=dataset.origin,
-        model=cfg.model.name, device=device, run_dir=run_dir))
-
     balance = cfg.data.balance
     train_loader = make_loader(train_split, cfg.data.loader, cfg.data.batch_size, device,
                                cfg.data.mean, cfg.data.std, shuffle=True, seed=cfg.train.seed,
@@ -173,6 +160,21 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.train.compile:
         model = torch.compile(model)
+
+    # ---- the run directory: everything above is built, so a bad setting has written nothing --
+    if resume:
+        run_dir = Path(cfg.train.out)
+    elif world.main:
+        run_dir = make_run_dir(cfg)
+        atomic_write_text(run_dir / "config.toml", to_toml(cfg))
+    run_dir = Path(distributed.broadcast(str(run_dir) if world.main or resume else None, world))
+    sizes = (_("{train:,} train / {val:,} val / {test:,} test") if val else
+             _("{train:,} train / {test:,} test")).format(
+        train=len(train_split), val=len(val) if val else 0, test=len(dataset.test))
+    console.print(_("digitlab {version}: {dataset} ({sizes}, from {origin}) | model {model} | "
+                    "device {device} | run {run_dir}").format(
+        version=digitlab.__version__, dataset=dataset.title, sizes=sizes, origin=dataset.origin,
+        model=cfg.model.name, device=device, run_dir=run_dir))
 
     # ---- resume ----------------------------------------------------------------------------
     state = {"epoch": 0, "step": 0, "best": None, "best_epoch": None, "bad_epochs": 0,
@@ -221,6 +223,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
             train_loader.set_epoch(epoch)
             criterion = loss_fn if balanced else plain_loss_fn
             steps = epoch_batches[epoch]
+            # DDP: each rank's share of an unevenly split batch (see Batching.loss_weights)
+            shares = train_loader.loss_weights() if world.distributed else None
             model.train()
             progress.reset(batch_bar, total=steps,
                            description=_("epoch {epoch}").format(epoch=epoch + 1))
@@ -243,7 +247,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                     with autocast():
                         logits = model(images)
                         loss = criterion(logits * beta if beta != 1 else logits, targets)
-                    scaler.scale(loss / accum).backward()
+                    share = shares[batch_idx] if shares is not None else 1.0
+                    scaler.scale(loss * share / accum).backward()
                     if (batch_idx + 1) % accum == 0 or batch_idx + 1 == steps:
                         if cfg.train.clip_norm or cfg.train.clip_value:
                             scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
@@ -375,8 +380,11 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         analyze(raw_model, dataset, cfg, device, run_dir)  # evaluation.json, plots/, report.html
     distributed.barrier(world)
     distributed.cleanup(world)
-    console.print(_("{dataset}: test accuracy {accuracy:.2f}% after {epochs} epochs, "
-                    "{seconds:.1f} s of training. Run saved to {run_dir}").format(
+    console.print(ngettext(
+        "{dataset}: test accuracy {accuracy:.2f}% after {epochs} epoch, {seconds:.1f} s of "
+        "training. Run saved to {run_dir}",
+        "{dataset}: test accuracy {accuracy:.2f}% after {epochs} epochs, {seconds:.1f} s of "
+        "training. Run saved to {run_dir}", state["epoch"]).format(
         dataset=dataset.title, accuracy=100 * test["accuracy"], epochs=state["epoch"],
         seconds=train_seconds, run_dir=run_dir))
     return summary

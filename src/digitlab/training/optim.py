@@ -85,8 +85,16 @@ def build_adamax(params, cfg: OptimConfig) -> torch.optim.Optimizer:
                               weight_decay=cfg.weight_decay)
 
 
+def no_weight_decay(name: str, cfg: OptimConfig) -> None:
+    """PyTorch's Rprop and LBFGS take no weight_decay: refuse it rather than ignore it."""
+    if cfg.weight_decay:
+        raise ConfigError(_("optim.name = '{name}' has no weight decay; set optim.weight_decay "
+                            "= 0 (or choose adamw or sgd)").format(name=name))
+
+
 @OPTIMIZERS.register("rprop", "sign-based steps that grow or shrink (etas, step_sizes)")
 def build_rprop(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    no_weight_decay("rprop", cfg)
     return torch.optim.Rprop(params, lr=cfg.lr, etas=cfg.etas, step_sizes=cfg.step_sizes)
 
 
@@ -113,6 +121,7 @@ def build_lbfgs(params, cfg: OptimConfig) -> torch.optim.Optimizer:
     # Batch policy: each optimizer step re-evaluates the closure on the same mini-batch up to
     # max_iter times. L-BFGS assumes a deterministic objective, so small noisy batches make its
     # curvature estimates poor; use data.batch_size >= 1000 and lr ~ 1 with strong_wolfe.
+    no_weight_decay("lbfgs", cfg)
     line_search = None if cfg.line_search == "none" else cfg.line_search
     return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=cfg.max_iter,
                              history_size=cfg.history_size, line_search_fn=line_search)
@@ -170,8 +179,11 @@ def build_plateau(optimizer, cfg: SchedConfig, epoch_steps: list[int]):
 @SCHEDULERS.register("onecycle", "rise to optim.lr, then anneal far below it; steps per batch")
 def build_onecycle(optimizer, cfg: SchedConfig, epoch_steps: list[int]):
     max_lr = [group["lr"] for group in optimizer.param_groups]
+    # One-cycle also cycles momentum (beta1 for Adam-like optimizers) from 0.95 down to 0.85 and
+    # back; only where the optimizer has momentum to cycle (not plain SGD, Adagrad, Rprop, ...).
+    cycle = "betas" in optimizer.defaults or optimizer.defaults.get("momentum", 0) > 0
     return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=sum(epoch_steps),
-                                   pct_start=cfg.pct_start,
+                                   cycle_momentum=cycle, pct_start=cfg.pct_start,
                                    div_factor=cfg.div_factor,
                                    final_div_factor=cfg.final_div_factor), "batch"
 

@@ -45,6 +45,8 @@ def predictions_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Te
 def curves(history: list[dict], path: str | Path) -> None:
     """Loss and accuracy per epoch for every split logged, and the learning rate."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for split, style in (("train", "-"), ("val", "--"), ("test", ":")):
@@ -58,6 +60,7 @@ def curves(history: list[dict], path: str | Path) -> None:
                          strict=True):
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs on the axis
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend()
