@@ -610,6 +610,16 @@ def test_warmup_then_cosine():
     assert 0 < optimizer.param_groups[0]["lr"] < first < 0.1
 
 
+@pytest.mark.parametrize("name", [n for n in SCHEDULER_NAMES if n != "onecycle"])
+def test_warmup_rises_to_the_lr_and_never_above(name):
+    optimizer = sgd(0.1)
+    cfg = SchedConfig(name=name, warmup_epochs=1, warmup_start_factor=0.1, milestones=(2,))
+    schedule = Schedule(optimizer, cfg, [5, 5, 5])
+    used, _ = run_schedule(schedule, optimizer)
+    assert used[0] == pytest.approx(0.01)
+    assert max(used) <= 0.1 * (1 + 1e-9)  # cosine-warm-restarts used to climb to 10x
+
+
 def test_warmup_is_refused_with_onecycle():
     with pytest.raises(ConfigError, match="onecycle"):
         SchedConfig(name="onecycle", warmup_epochs=1)

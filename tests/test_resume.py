@@ -215,15 +215,16 @@ def test_resume_of_a_non_run_dir(tmp_path, capsys):
     assert not any(empty.iterdir())
 
 
-def test_resume_onecycle_with_other_epochs(tmp_path, capsys):
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_resume_fixed_length_schedule_with_other_epochs(tmp_path, capsys, schedule):
     run = tmp_path / "run"
     code, output = cli(capsys, "train", "--dataset", "digits", *TINY, "--epochs", "1",
-                       "--set", "sched.name=onecycle", "--out", str(run))
+                       "--set", f"sched.name={schedule}", "--out", str(run))
     assert code == 0, output
     before = snapshot(run)
     code, output = cli(capsys, "train", "--resume", str(run), "--epochs", "2")
     assert code == 2
-    assert "onecycle" in output
+    assert f"a {schedule} schedule" in output and "original --epochs (1)" in output
     assert snapshot(run) == before
 
 

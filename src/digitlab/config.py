@@ -228,7 +228,7 @@ class SchedConfig:
     step_size: int = 1  # step: epochs between decays
     gamma: float = 0.1  # step, multistep, exponential: lr multiplier per decay / per epoch
     milestones: tuple[int, ...] = ()  # multistep: epochs at which to decay
-    min_lr: float = 0.0  # cosine, cosine-warm-restarts: the floor of the lr
+    min_lr: float = 0.0  # cosine, cosine-warm-restarts, plateau: the floor of the lr
     restart_epochs: int = 1  # cosine-warm-restarts: length of the first cycle, in epochs
     restart_mult: int = 1  # cosine-warm-restarts: each cycle is this many times longer
     factor: float = 0.1  # plateau: lr multiplier when validation loss stalls
@@ -278,6 +278,7 @@ class TrainConfig:
     clip_value: float = 0.0  # clip each gradient element to +-this (0 = off)
     accum_steps: int = 1  # batches whose gradients add up before one optimizer step
     compile: bool = False  # torch.compile the model (pays off on GPUs; measure on CPUs)
+    channels_last: bool = False  # convnets: NHWC memory layout, often faster convolutions
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
     early_stop_patience: int = 0  # stop after N epochs without improvement (0 = off)
     monitor: str = "val_loss"  # early stopping and "best" checkpoint: val_/test_ loss/accuracy

@@ -131,6 +131,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
 
     # ---- model, loss, optimizer, schedule ----------------------------------------------------
     model = build_model(cfg.model, num_classes).to(device)
+    if cfg.train.channels_last:  # conv weights NHWC; 4-d activations follow their layout
+        model = model.to(memory_format=torch.channels_last)
     raw_model = model  # checkpoints hold the plain module, not a compiled wrapper
     weights = balancing_weights(train_split.labels, num_classes) if balance == "weights" else None
     loss_fn = build_loss(cfg.loss, num_classes, weights).to(device)
@@ -187,9 +189,11 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
             raise UsageError(_("{run_dir} already ran {epochs} epochs; pass --epochs {epochs} or "
                                "more to continue it").format(run_dir=run_dir,
                                                              epochs=meta["epoch"]))
-        if cfg.sched.name == "onecycle" and meta["config"]["train"]["epochs"] != epochs:
-            raise ConfigError(_("a onecycle schedule is laid out for a fixed number of epochs; "
-                                "resume it with its original --epochs"))
+        if cfg.sched.name in ("onecycle", "cosine") and meta["config"]["train"]["epochs"] != epochs:
+            # their curve spans the planned epochs: extended, cosine would climb back up
+            raise ConfigError(_("a {schedule} schedule is laid out for a fixed number of epochs; "
+                                "resume it with its original --epochs ({epochs})").format(
+                schedule=cfg.sched.name, epochs=meta["config"]["train"]["epochs"]))
         restore_model(raw_model, tensors, str(last_path))
         restore_optimizer(optimizer, tensors, meta)
         schedule.load_state_dict(meta["schedule"])

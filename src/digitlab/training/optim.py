@@ -200,11 +200,13 @@ class Schedule:
 
     def __init__(self, optimizer, cfg: SchedConfig, epoch_steps: list[int]):
         self.warmup_steps = math.ceil(cfg.warmup_epochs * epoch_steps[0])
+        # The main scheduler first: some (cosine-warm-restarts) set the lr when built, which
+        # would undo a warmup's lowered start and make it climb past optim.lr.
+        self.main, self.unit = SCHEDULERS.get(cfg.name)(optimizer, cfg, epoch_steps)
         self.warmup = None
         if self.warmup_steps > 0:
             self.warmup = lr_scheduler.LinearLR(optimizer, start_factor=cfg.warmup_start_factor,
                                                 total_iters=self.warmup_steps)
-        self.main, self.unit = SCHEDULERS.get(cfg.name)(optimizer, cfg, epoch_steps)
         self.steps, self.total = 0, sum(epoch_steps)
 
     @property
