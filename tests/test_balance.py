@@ -217,9 +217,10 @@ def test_cli_val_size_too_big(tmp_path, capsys):
 @pytest.mark.parametrize("balance", ["none", "weights", "sampler", "lecun"])
 def test_cli_balance_modes(balance, tmp_path, capsys):
     run = tmp_path / "run"
+    finetune = 0 if balance == "none" else 1
     code = main(["train", "--dataset", "digits", "--epochs", "2", *TINY,
                  "--set", "data.imbalance_ratio=10", "--set", f"data.balance={balance}",
-                 "--set", "data.balance_finetune_epochs=1", "--out", str(run)])
+                 "--set", f"data.balance_finetune_epochs={finetune}", "--out", str(run)])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -235,3 +236,16 @@ def test_cli_balance_modes(balance, tmp_path, capsys):
     assert [r["step"] for r in records] == [first, first + plain]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and math.isfinite(summary["test_loss"])
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["data.balance_finetune_epochs=1"], "0 when data.balance = 'none'"),
+    (["data.balance=lecun", "data.balance_finetune_epochs=2"], "must be less than train.epochs"),
+])
+def test_finetune_epochs_checked(sets, message, tmp_path, capsys):
+    argv = ["train", "--dataset", "digits", "--epochs", "2", *TINY, "--out", str(tmp_path / "r")]
+    for item in sets:
+        argv += ["--set", item]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -83,6 +83,10 @@ class DataConfig:
                self.augment_shift)
         _check(self.balance_finetune_epochs >= 0, "data.balance_finetune_epochs", N_(">= 0"),
                self.balance_finetune_epochs)
+        _check(self.balance_finetune_epochs == 0 or self.balance != "none",
+               "data.balance_finetune_epochs",
+               N_("0 when data.balance = 'none' (it fine-tunes after balanced epochs)"),
+               self.balance_finetune_epochs)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,10 @@ def check_runtime(cfg: Config, device: torch.device, world_size: int = 1) -> Non
         except ImportError:
             raise ConfigError(_("train.tensorboard = true needs the tensorboard package: "
                                 "pip install tensorboard")) from None
+    if cfg.data.balance_finetune_epochs >= cfg.train.epochs > 0 and cfg.data.balance != "none":
+        raise ConfigError(_("data.balance_finetune_epochs ({finetune}) must be less than "
+                            "train.epochs ({epochs}): the balanced epochs come first").format(
+            finetune=cfg.data.balance_finetune_epochs, epochs=cfg.train.epochs))
     no_val = cfg.data.val_size == 0
     if cfg.sched.name == "plateau" and no_val:
         raise ConfigError(_("sched.name = 'plateau' follows the validation loss: set "
