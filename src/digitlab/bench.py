@@ -23,7 +23,7 @@ from digitlab.config import Config, build_config
 from digitlab.data import SOURCES, Dataset, mnist
 from digitlab.data.loader import ImageDataset
 from digitlab.errors import UsageError
-from digitlab.i18n import _
+from digitlab.i18n import _, ngettext
 from digitlab.io import read_jsonl
 from digitlab.models.seed_mlp import SeedMLP
 
@@ -202,8 +202,9 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
     cfg, _sources = build_config(None, [], shortcuts)
     console = Console(highlight=False, soft_wrap=True, markup=False, quiet=as_json)
     data = SOURCES.get(cfg.data.name)(cfg.data)
-    console.print(_("bench: seed recipe, {dataset}, {epochs} epochs, seed {seed}").format(
-        dataset=data.title, epochs=epochs, seed=seed) + "\n"
+    console.print(ngettext("bench: seed recipe, {dataset}, {epochs} epoch, seed {seed}",
+                           "bench: seed recipe, {dataset}, {epochs} epochs, seed {seed}",
+                           epochs).format(dataset=data.title, epochs=epochs, seed=seed) + "\n"
         + _("machine: {machine}").format(machine=machine()))
     result = {"dataset": data.name, "epochs": epochs, "seed": seed, "machine": machine()}
     if "seed" in parts:
