@@ -202,9 +202,10 @@ def test_official_tables_match_torchvision():
 
 def test_known_md5s_name_the_file():
     md5 = mnist.FASHION.gz_md5["train-images-idx3-ubyte"]
-    assert mnist.KNOWN[md5] == "the Fashion-MNIST file train-images-idx3-ubyte.gz"
+    assert mnist.known_file(md5) == "the Fashion-MNIST file train-images-idx3-ubyte.gz"
     md5 = mnist.MNIST.raw_md5["t10k-labels-idx1-ubyte"]
-    assert mnist.KNOWN[md5] == "the MNIST file t10k-labels-idx1-ubyte"
+    assert mnist.known_file(md5) == "the MNIST file t10k-labels-idx1-ubyte"
+    assert mnist.known_file("0" * 32) is None
 
 
 @pytest.mark.parametrize("family", [mnist.MNIST, mnist.FASHION], ids=lambda f: f.name)

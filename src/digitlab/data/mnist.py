@@ -89,9 +89,6 @@ KNOWN_FILES = {
     for table, ext in ((f.gz_md5, ".gz"), (f.raw_md5, ""))
     for base, md5 in table.items()
 }
-# md5 -> "the Fashion-MNIST file train-images-idx3-ubyte.gz" (English; messages use known_file)
-KNOWN = {md5: KNOWN_FILE.format(dataset=title, filename=name)
-         for md5, (title, name) in KNOWN_FILES.items()}
 
 
 def known_file(md5: str) -> str | None:
