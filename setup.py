@@ -12,10 +12,12 @@ from setuptools.command.build_py import build_py
 LOCALE_DIR = Path(__file__).parent / "src" / "digitlab" / "locale"
 
 
-def compile_catalogs() -> None:
+def compile_catalogs() -> list[Path]:
+    """Every .po to its .mo (also `python tools/i18n.py compile`); the .mo files written."""
     from babel.messages.mofile import write_mo
     from babel.messages.pofile import read_po
 
+    written = []
     for po in sorted(LOCALE_DIR.glob("*/LC_MESSAGES/*.po")):
         with po.open("rb") as f:
             catalog = read_po(f, locale=po.parts[-3])
@@ -23,6 +25,8 @@ def compile_catalogs() -> None:
         with tmp.open("wb") as f:
             write_mo(f, catalog)  # fuzzy entries are left out, as msgfmt does
         tmp.replace(po.with_suffix(".mo"))
+        written.append(po.with_suffix(".mo"))
+    return written
 
 
 class BuildPyWithCatalogs(build_py):
@@ -31,4 +35,5 @@ class BuildPyWithCatalogs(build_py):
         super().run()
 
 
-setup(cmdclass={"build_py": BuildPyWithCatalogs})
+if __name__ == "__main__":  # as setuptools runs it; tools/i18n.py imports compile_catalogs
+    setup(cmdclass={"build_py": BuildPyWithCatalogs})

@@ -12,13 +12,13 @@ one-line description (shown by `digitlab list`). Needs Babel (in the dev extras)
 from __future__ import annotations
 
 import re
+import runpy
 import string
 import sys
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
-from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,15 +102,8 @@ def problems(template: Catalog, catalog: Catalog) -> list[str]:
 
 
 def compile_all() -> list[Path]:
-    written = []
-    for path in po_files():
-        mo = path.with_suffix(".mo")
-        tmp = path.with_suffix(".mo.tmp")
-        with tmp.open("wb") as f:
-            write_mo(f, read(path))
-        tmp.replace(mo)
-        written.append(mo)
-    return written
+    """The install's own step (setup.py), so a checkout compiles exactly as pip does."""
+    return runpy.run_path(str(REPO / "setup.py"), run_name="digitlab_setup")["compile_catalogs"]()
 
 
 def main(argv: list[str]) -> int:
