@@ -252,7 +252,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                         logits = model(images)
                         loss = criterion(logits * beta if beta != 1 else logits, targets)
                     share = shares[batch_idx] if shares is not None else 1.0
-                    scaler.scale(loss * share / accum).backward()
+                    scaler.scale(loss / (accum / share)).backward()  # one op on the loss
                     if (batch_idx + 1) % accum == 0 or batch_idx + 1 == steps:
                         if cfg.train.clip_norm or cfg.train.clip_value:
                             scaler.unscale_(optimizer)  # clip true gradients, not scaled ones
