@@ -148,3 +148,16 @@ def stop_process(proc) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=15)
+
+
+BENGALI = re.compile(r"[\u0980-\u09FF]")  # the Bengali block, vowel signs included
+
+
+def bengali_share(text: str) -> float:
+    """Bengali characters (vowel signs included) against Latin letters, leaving out what is
+    never translated: usage synopses, options, METAVARS, {fields}, config.keys, paths."""
+    text = re.sub(r"^(usage|ব্যবহার):.*?(\n\n|\Z)", "", text, flags=re.S | re.M)
+    text = re.sub(r"--?[\w-]+|\b[A-Z][A-Z_.|]+\b|\{[^}]*\}|\b\w+\.\w+\b|\S*/\S*", "", text)
+    bengali = len(BENGALI.findall(text))
+    latin = len(re.findall(r"[A-Za-z]", text))
+    return bengali / max(bengali + latin, 1)

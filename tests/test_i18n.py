@@ -16,9 +16,7 @@ import pytest
 
 from digitlab import i18n
 from digitlab.cli import main
-from helpers import REPO, TINY, cli
-
-BENGALI = re.compile(r"[\u0980-\u09FF]")
+from helpers import BENGALI, REPO, TINY, bengali_share, cli
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +33,6 @@ def tool():
 @pytest.fixture(scope="module")
 def template(tool):
     return tool.extract()
-
-
-def bengali_share(text: str) -> float:
-    """Bengali characters (vowel signs included) against Latin letters, leaving out what is
-    never translated: usage synopses, options, METAVARS, {fields}, config.keys, paths."""
-    text = re.sub(r"^(usage|ব্যবহার):.*?(\n\n|\Z)", "", text, flags=re.S | re.M)
-    text = re.sub(r"--?[\w-]+|\b[A-Z][A-Z_.|]+\b|\{[^}]*\}|\b\w+\.\w+\b|\S*/\S*", "", text)
-    bengali = len(BENGALI.findall(text))
-    latin = len(re.findall(r"[A-Za-z]", text))
-    return bengali / max(bengali + latin, 1)
 
 
 # -- the catalogs --------------------------------------------------------------------------
