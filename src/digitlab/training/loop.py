@@ -50,7 +50,14 @@ from digitlab.training.checkpoint import (
 )
 from digitlab.training.evaluate import evaluate, resolve_device
 from digitlab.training.losses import build_loss, looks_like_probabilities, temperature_at
-from digitlab.training.optim import OPTIMIZERS, Schedule, current_lr, is_lbfgs, param_groups
+from digitlab.training.optim import (
+    FIXED_LENGTH_SCHEDULES,
+    OPTIMIZERS,
+    Schedule,
+    current_lr,
+    is_lbfgs,
+    param_groups,
+)
 from digitlab.training.setup import (
     check_runtime,
     load_data,
@@ -189,8 +196,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
             raise UsageError(_("{run_dir} already ran {epochs} epochs; pass --epochs {epochs} or "
                                "more to continue it").format(run_dir=run_dir,
                                                              epochs=meta["epoch"]))
-        if cfg.sched.name in ("onecycle", "cosine") and meta["config"]["train"]["epochs"] != epochs:
-            # their curve spans the planned epochs: extended, cosine would climb back up
+        if (cfg.sched.name in FIXED_LENGTH_SCHEDULES
+                and meta["config"]["train"]["epochs"] != epochs):
             raise ConfigError(_("a {schedule} schedule is laid out for a fixed number of epochs; "
                                 "resume it with its original --epochs ({epochs})").format(
                 schedule=cfg.sched.name, epochs=meta["config"]["train"]["epochs"]))

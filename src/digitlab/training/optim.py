@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 OPTIMIZERS: Registry = Registry(N_("optimizer"))
 SCHEDULERS: Registry = Registry(N_("scheduler"))
+# laid out over the planned epochs: resuming with another epoch count would bend their curve
+FIXED_LENGTH_SCHEDULES = ("onecycle", "cosine")
 
 
 def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
