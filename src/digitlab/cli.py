@@ -163,7 +163,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from digitlab.training.evaluate import evaluate_run
+    from digitlab.viz.analysis import evaluate_run
 
     report = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
     print(_("{dataset}: test accuracy {accuracy:.2f}%, test loss {loss:.4f} on {count:,} images "
@@ -175,8 +175,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from digitlab.bench import run_bench
     from digitlab.errors import UsageError
+    from digitlab.inference.bench import run_bench
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     unknown = set(parts) - {"seed", "presets", "predict", "memory"}
@@ -198,7 +198,7 @@ def cmd_predict(args) -> int:
     from pathlib import Path
 
     from digitlab.errors import UsageError
-    from digitlab.serve.predict import ImageError, Predictor, expand_inputs, show
+    from digitlab.inference.predictor import ImageError, Predictor, expand_inputs, show
 
     if args.top_k < 1:
         raise UsageError(_("--top-k must be at least 1"))
@@ -247,7 +247,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from digitlab.export import export
+    from digitlab.inference.export import export
 
     path = export(args.run_dir, args.format, args.out)
     print(_("wrote {path}").format(path=path))
@@ -272,7 +272,7 @@ def cmd_plot(args) -> int:
     from digitlab.viz import figures
 
     if args.figure == "run":
-        from digitlab.training.evaluate import evaluate_run
+        from digitlab.viz.analysis import evaluate_run
 
         evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
         print(_("wrote {run_dir}/evaluation.json, plots/ and report.html").format(
@@ -311,7 +311,7 @@ def steps_per_epoch(cfg) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from digitlab.sweep import run_sweep
+    from digitlab.training.sweep import run_sweep
 
     shortcuts = {name: getattr(args, name) for name in
                  ("dataset", "model", "epochs", "seed", "device", "data_dir")}

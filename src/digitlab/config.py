@@ -13,9 +13,13 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from digitlab.data import SOURCES
 from digitlab.errors import ConfigError
 from digitlab.i18n import N_, _
+from digitlab.models import ACTIVATIONS, INIT_SCHEMES, MODELS
 from digitlab.registry import closest
+from digitlab.training.losses import LOSSES
+from digitlab.training.optim import OPTIMIZERS, SCHEDULERS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,8 +65,6 @@ class DataConfig:
     augment_shift: int = 0  # random translation of training images, up to N pixels (device)
 
     def __post_init__(self):
-        from digitlab.data import SOURCES
-
         _check_name(SOURCES, "data.name", self.name)
         _check(self.std > 0, "data.std", N_("> 0"), self.std)
         _check(self.batch_size >= 1, "data.batch_size", N_("an integer >= 1"), self.batch_size)
@@ -115,8 +117,6 @@ class ModelConfig:
     shrink_lambda: float = 0.5  # softshrink, hardshrink band half-width
 
     def __post_init__(self):
-        from digitlab.models import ACTIVATIONS, INIT_SCHEMES, MODELS
-
         _check_name(MODELS, "model.name", self.name)
         _check_name(ACTIVATIONS, "model.activation", self.activation)
         _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "model.hidden",
@@ -156,8 +156,6 @@ class LossConfig:
     temperature_final: float = 1.0  # beta at the end of training (annealed linearly per step)
 
     def __post_init__(self):
-        from digitlab.training.losses import LOSSES
-
         _check_name(LOSSES, "loss.name", self.name)
         _check(0.0 <= self.label_smoothing < 1.0, "loss.label_smoothing", N_("in [0, 1)"),
                self.label_smoothing)
@@ -203,8 +201,6 @@ class OptimConfig:
     line_search: str = "strong_wolfe"  # lbfgs: "strong_wolfe" or "none"
 
     def __post_init__(self):
-        from digitlab.training.optim import OPTIMIZERS
-
         _check_name(OPTIMIZERS, "optim.name", self.name)
         _check(math.isfinite(self.lr) and self.lr > 0, "optim.lr", N_("a number > 0"), self.lr)
         _check(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", N_("two numbers in [0, 1)"),
@@ -244,8 +240,6 @@ class SchedConfig:
     warmup_start_factor: float = 0.1  # warmup starts at optim.lr * this
 
     def __post_init__(self):
-        from digitlab.training.optim import SCHEDULERS
-
         _check_name(SCHEDULERS, "sched.name", self.name)
         _check(self.step_size >= 1, "sched.step_size", N_("an integer >= 1"), self.step_size)
         _check(0.0 < self.gamma <= 1.0, "sched.gamma", N_("in (0, 1]"), self.gamma)

@@ -30,8 +30,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from digitlab.i18n import _
-from digitlab.serve.predict import Predictor
-from digitlab.serve.preprocess import FRAME, ImageError, preprocess
+from digitlab.inference.predictor import Predictor
+from digitlab.inference.preprocess import FRAME, ImageError, preprocess
 
 MAX_BODY = 2 * 1024 * 1024  # bytes; a drawing is a few kB, a phone photo rarely more than this
 STATIC = Path(__file__).resolve().parent / "static"

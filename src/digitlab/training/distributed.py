@@ -1,4 +1,7 @@
-"""DDP under torchrun: PyTorch's own engine, a few helpers around it.
+"""Devices and processes: which device a run uses, and DDP under torchrun.
+
+`resolve_device` turns "auto", "cpu", "cuda:N" or "mps" into a torch.device, for training and
+inference alike.
 
 `torchrun --nproc_per_node=N -m digitlab train ...` sets RANK, WORLD_SIZE and LOCAL_RANK; we
 start a process group (nccl on CUDA, gloo on CPU), give each rank a disjoint slice of every
@@ -12,6 +15,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from digitlab.errors import UsageError
+from digitlab.i18n import _
 
 
 @dataclass(frozen=True)
@@ -72,3 +78,20 @@ def barrier(world: World) -> None:
 def cleanup(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(_("train.device is {device!r} but CUDA is not available here; "
+                           "use --device auto or --device cpu").format(device=name))
+    if name == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise UsageError(_("train.device is 'mps' but MPS is not available; "
+                           "use --device auto"))
+    return torch.device(name)

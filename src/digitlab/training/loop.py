@@ -39,7 +39,6 @@ from digitlab.i18n import N_, _, ngettext
 from digitlab.io import append_jsonl, atomic_write_text, write_json
 from digitlab.models import build_model
 from digitlab.training import distributed
-from digitlab.training.analysis import analyze
 from digitlab.training.checkpoint import (
     load_checkpoint,
     restore_model,
@@ -48,7 +47,7 @@ from digitlab.training.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from digitlab.training.evaluate import evaluate, resolve_device
+from digitlab.training.evaluate import evaluate
 from digitlab.training.losses import build_loss, looks_like_probabilities, temperature_at
 from digitlab.training.optim import (
     FIXED_LENGTH_SCHEDULES,
@@ -65,6 +64,7 @@ from digitlab.training.setup import (
     make_run_dir,
     training_splits,
 )
+from digitlab.viz.analysis import analyze
 
 DOUBLE_SOFTMAX = N_("the model's outputs look like probabilities (or log-probabilities), but the "
                   "loss applies softmax itself: remove the final softmax and return raw logits")
@@ -109,7 +109,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
     """
     console = console or Console(highlight=False, soft_wrap=True, markup=False)
     seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
+    device = distributed.resolve_device(cfg.train.device)
     world = distributed.setup(device)  # DDP only when torchrun set RANK
     device = distributed.rank_device(device, world)
     if not world.main:

@@ -13,8 +13,8 @@ from torch import nn
 
 from digitlab.errors import UsageError
 from digitlab.i18n import _
+from digitlab.inference.predictor import Predictor
 from digitlab.io import atomic_write_bytes
-from digitlab.serve.predict import Predictor
 
 
 class Normalized(nn.Module):

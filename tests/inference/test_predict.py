@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from digitlab.cli import main
 from digitlab.errors import CheckpointError
-from digitlab.serve.predict import Predictor
-from digitlab.serve.preprocess import ImageError, preprocess
+from digitlab.inference.predictor import Predictor
+from digitlab.inference.preprocess import ImageError, preprocess
 
 
 @pytest.fixture(scope="module")

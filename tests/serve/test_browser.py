@@ -22,7 +22,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]
-README_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "serve.png"
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "serve.png"
 
 
 # ---------------------------------------------------------------- server and browser

@@ -15,10 +15,10 @@ import torch
 from digitlab.config import Config, from_dict, load_run_config
 from digitlab.errors import CheckpointError
 from digitlab.i18n import _
+from digitlab.inference.preprocess import ImageError, preprocess
 from digitlab.models import build_model
-from digitlab.serve.preprocess import ImageError, preprocess
 from digitlab.training.checkpoint import load_checkpoint, restore_model
-from digitlab.training.evaluate import resolve_device
+from digitlab.training.distributed import resolve_device
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                   ".pgm", ".pbm"}

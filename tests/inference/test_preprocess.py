@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitlab.serve.preprocess import MAX_PIXELS, ImageError, open_image, preprocess, to_mnist
+from digitlab.inference.preprocess import MAX_PIXELS, ImageError, open_image, preprocess, to_mnist
 
 INK_LEVEL = 64  # a pixel counts as ink in the 28x28 output from this level up
 

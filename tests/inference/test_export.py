@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from digitlab.cli import main
-from digitlab.export import exportable
+from digitlab.inference.export import exportable
 
 TOLERANCE = 1e-4
 

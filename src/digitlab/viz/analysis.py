@@ -5,17 +5,24 @@ HTML report. Used at the end of `train`, by `digitlab evaluate` and by `digitlab
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from digitlab.config import Config
-from digitlab.data import Dataset
+from digitlab.config import Config, load_run_config
+from digitlab.data import SOURCES, Dataset
 from digitlab.data.loader import normalize
+from digitlab.errors import CheckpointError
+from digitlab.i18n import _
 from digitlab.io import atomic_write_text, read_jsonl, write_json
+from digitlab.models import build_model
+from digitlab.training.checkpoint import load_checkpoint, restore_model
+from digitlab.training.distributed import resolve_device
 from digitlab.viz import plots
+from digitlab.viz.report import write_report
 
 
 @torch.no_grad()
@@ -71,8 +78,6 @@ def confusion_csv(confusion: torch.Tensor, classes: tuple[str, ...]) -> str:
 def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch.device,
             run_dir: Path, extra: dict | None = None, gallery_size: int = 24) -> dict:
     """Evaluate on the test split and write evaluation.json, plots/ and report.html."""
-    from digitlab.viz.report import write_report
-
     test = dataset.test
     logits = split_logits(model, test.images, cfg, device)
     probs = logits.softmax(dim=1)
@@ -111,3 +116,31 @@ def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch
     write_json(run_dir / "evaluation.json", evaluation)
     write_report(run_dir)
     return evaluation
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str = "auto") -> dict:
+    """Re-evaluate a run's model on its test split; rewrite evaluation.json, plots, report.
+
+    The model is the one the run reported: the best checkpoint when early stopping restored
+    it, else the last one."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.toml"
+    if not config_path.is_file():
+        raise CheckpointError(_("{run_dir} is not a run directory (no config.toml there)")
+                              .format(run_dir=run_dir))
+    cfg = load_run_config(config_path)
+    if data_dir:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=data_dir))
+    best = run_dir / "checkpoints" / "best.safetensors"
+    use_best = cfg.train.early_stop_patience > 0 and best.is_file()
+    checkpoint = best if use_best else run_dir / "checkpoints" / "last.safetensors"
+    tensors, meta = load_checkpoint(checkpoint)
+    dev = resolve_device(device)
+    dataset = SOURCES.get(cfg.data.name)(cfg.data)
+    model = build_model(cfg.model, len(dataset.classes))
+    restore_model(model, tensors, str(checkpoint))
+    model.to(dev)
+    (run_dir / "plots").mkdir(exist_ok=True)
+    return analyze(model, dataset, cfg, dev, run_dir,
+                   extra={"checkpoint": str(checkpoint), "epoch": meta.get("epoch"),
+                          "device": str(dev)})

@@ -1,4 +1,5 @@
-"""`digitlab bench`: the tutorial's pipeline and digitlab's, same model and recipe, one process.
+"""Training benchmarks for `digitlab bench`: the tutorial's pipeline and digitlab's (same model
+and recipe, one process), the presets over seeds, and the peak memory of a default run.
 
 The tutorial side is the script as written: torchvision's MNIST Dataset (a PIL image and two
 transforms per sample), DataLoader(batch_size=64, shuffle=True), `.item()` on every step.
@@ -7,7 +8,6 @@ Both sides time the training epochs only, and both then report test accuracy.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile
@@ -17,13 +17,12 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
 from digitlab.config import Config, build_config
-from digitlab.data import SOURCES, Dataset, mnist
+from digitlab.data import Dataset, mnist
 from digitlab.data.loader import ImageDataset
 from digitlab.errors import UsageError
-from digitlab.i18n import _, ngettext
+from digitlab.i18n import _
 from digitlab.io import read_jsonl
 from digitlab.models.seed_mlp import SeedMLP
 
@@ -111,7 +110,7 @@ def run_digitlab(cfg: Config) -> dict:
     return {"train_seconds": summary["train_seconds"], "test_accuracy": summary["test_accuracy"]}
 
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the checkout's presets
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # the checkout's presets
 
 
 def preset_runs(name: str, seeds: list[int], data_dir: str | None, target: float) -> dict:
@@ -144,27 +143,6 @@ def preset_runs(name: str, seeds: list[int], data_dir: str | None, target: float
                               "max": max(secs)}}
 
 
-def predict_throughput(images: torch.Tensor, single: int = 300) -> dict:
-    """Images per second through Predictor.probabilities: one call per 1000, and one by one."""
-    from digitlab.config import ModelConfig
-    from digitlab.models import build_model
-    from digitlab.serve.predict import Predictor
-
-    model = build_model(ModelConfig(), 10).eval()
-    predictor = Predictor(model, Config(), tuple("0123456789"), 0.1307, 0.3081,
-                          torch.device("cpu"), {}, Path("-"))
-    predictor.probabilities(images[:1000])  # warm-up
-    started = time.perf_counter()
-    for start in range(0, len(images), 1000):
-        predictor.probabilities(images[start:start + 1000])
-    batch = len(images) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for i in range(single):
-        predictor.probabilities(images[i:i + 1])
-    return {"batch_images_per_second": batch,
-            "single_images_per_second": single / (time.perf_counter() - started)}
-
-
 PEAK_RSS_CHILD = """
 import resource, sys
 from digitlab.cli import main
@@ -193,83 +171,3 @@ def default_run_peak_rss(data_dir: str | None) -> float:
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     peak = [line for line in done.stdout.splitlines() if line.startswith("PEAK_KIB")]
     return int(peak[-1].split()[1]) / 1024
-
-
-def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
-              data_dir: str | None = None, as_json: bool = False,
-              parts: tuple[str, ...] = ("seed",), seeds: int = 3) -> dict:
-    shortcuts = {"epochs": epochs, "seed": seed, "dataset": dataset, "data_dir": data_dir}
-    cfg, _sources = build_config(None, [], shortcuts)
-    console = Console(highlight=False, soft_wrap=True, markup=False, quiet=as_json)
-    data = SOURCES.get(cfg.data.name)(cfg.data)
-    console.print(ngettext("bench: seed recipe, {dataset}, {epochs} epoch, seed {seed}",
-                           "bench: seed recipe, {dataset}, {epochs} epochs, seed {seed}",
-                           epochs).format(dataset=data.title, epochs=epochs, seed=seed) + "\n"
-        + _("machine: {machine}").format(machine=machine()))
-    result = {"dataset": data.name, "epochs": epochs, "seed": seed, "machine": machine()}
-    if "seed" in parts:
-        console.print(_("seed recipe: the tutorial's pipeline (torchvision Dataset + "
-                        "DataLoader)..."))
-        tutorial = run_tutorial(data, cfg)
-        console.print(_("seed recipe: digitlab's pipeline (device-resident tensors) ..."))
-        ours = run_digitlab(cfg)
-        result.update(tutorial=tutorial, digitlab=ours,
-                      speedup=tutorial["train_seconds"] / ours["train_seconds"])
-    if "presets" in parts:
-        result["presets"] = []
-        for name, target in (("fast99", 0.99), ("best", 0.995)):
-            console.print(_("preset {preset}: {seeds} seeds ...").format(preset=name,
-                                                                          seeds=seeds))
-            result["presets"].append(preset_runs(name, [seed + i for i in range(seeds)],
-                                                 data_dir, target))
-    if "predict" in parts:
-        console.print(_("predict throughput (seed MLP, CPU) ..."))
-        result["predict"] = predict_throughput(data.test.images)
-    if "memory" in parts:
-        console.print(_("peak memory of a default run (a child process) ..."))
-        result["peak_rss_mb"] = default_run_peak_rss(data_dir)
-    if as_json:
-        print(json.dumps(result, indent=2))
-        return result
-    print_result(console, result, len(data.train))
-    return result
-
-
-def print_result(console: Console, result: dict, train_size: int) -> None:
-    if "tutorial" in result:
-        table = Table(title=_("seed recipe: training loop, same model and recipe"))
-        table.add_column(_("pipeline"), justify="left")
-        for column in (_("train loop (s)"), _("samples/s"), _("test accuracy")):
-            table.add_column(column, justify="right")
-        for name in ("tutorial", "digitlab"):
-            row = result[name]
-            rate = result["epochs"] * train_size / row["train_seconds"]
-            table.add_row(name, f"{row['train_seconds']:.2f}", f"{rate:,.0f}",
-                          f"{100 * row['test_accuracy']:.2f}%")
-        console.print(table)
-        # the 7x goal is for MNIST's 60,000 images; on small sets fixed costs dominate
-        speedup = (_("speedup: {speedup:.1f}x (goal: 7x)") if result["dataset"] == "mnist"
-                   else _("speedup: {speedup:.1f}x"))
-        console.print(speedup.format(speedup=result["speedup"]))
-    for preset in result.get("presets", []):
-        acc, secs = preset["accuracy"], preset["train_seconds"]
-        reached = [r["seconds_to_target"] for r in preset["runs"]]
-        to_target = (_("not reached by every seed") if None in reached
-                     else _("{seconds:.1f} s mean").format(seconds=sum(reached) / len(reached)))
-        console.print(_("preset {preset}: test accuracy {mean_accuracy:.2f}% "
-                        "(min {min_accuracy:.2f}, max {max_accuracy:.2f}) in "
-                        "{mean_seconds:.1f} s (min {min_seconds:.1f}, max {max_seconds:.1f}); "
-                        "time to {target:.1f}%: {time_to_target}").format(
-            preset=preset["preset"], mean_accuracy=100 * acc["mean"],
-            min_accuracy=100 * acc["min"], max_accuracy=100 * acc["max"],
-            mean_seconds=secs["mean"], min_seconds=secs["min"], max_seconds=secs["max"],
-            target=100 * preset["target"], time_to_target=to_target))
-    if "predict" in result:
-        p = result["predict"]
-        console.print(_("predict: {batch_rate:,.0f} images/s in batches of 1000, "
-                        "{single_rate:,.0f} images/s one at a time (goal: 20,000 in batches)")
-                      .format(batch_rate=p["batch_images_per_second"],
-                              single_rate=p["single_images_per_second"]))
-    if "peak_rss_mb" in result:
-        console.print(_("peak RSS of a default run: {megabytes:,.0f} MB (goal: 1,500 MB)")
-                      .format(megabytes=result["peak_rss_mb"]))

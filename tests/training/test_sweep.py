@@ -10,9 +10,9 @@ import pytest
 
 from digitlab.cli import main
 from digitlab.errors import ConfigError
-from digitlab.sweep import parse_grid, split_values
+from digitlab.training.sweep import parse_grid, split_values
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def read_rows(out: Path) -> list[dict]:
@@ -79,7 +79,7 @@ def test_sweep_needs_a_grid(tmp_path, capsys):
 
 def test_shipped_sweep_configs_parse():
     from digitlab.config import Config, apply_overrides
-    from digitlab.sweep import read_sweep_file
+    from digitlab.training.sweep import read_sweep_file
 
     files = sorted((REPO / "configs" / "sweeps").glob("*.toml"))
     assert len(files) >= 2
