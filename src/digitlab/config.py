@@ -395,7 +395,8 @@ def parse_set(item: str) -> tuple[str, object]:
     return key, value
 
 
-def read_toml(path: str | Path) -> dict[str, dict[str, object]]:
+def load_toml(path: str | Path) -> dict[str, object]:
+    """A TOML file as a table, or a ConfigError naming the file and what is wrong with it."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -409,8 +410,13 @@ def read_toml(path: str | Path) -> dict[str, dict[str, object]]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(_("config file {path!r} is not valid TOML: {error}").format(
             path=str(path), error=e)) from None
+    return table
+
+
+def read_toml(path: str | Path) -> dict[str, object]:
+    """A config TOML as {"section.key": value}; every top-level key must be a [section]."""
     flat: dict[str, object] = {}
-    for section, values in table.items():
+    for section, values in load_toml(path).items():
         if not isinstance(values, dict):
             raise ConfigError(_("{path}: top-level key {key!r} must be a [section]; choose from "
                                 "{sections}").format(path=path, key=section,

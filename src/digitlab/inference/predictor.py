@@ -107,9 +107,9 @@ def show(original: Path, digit: np.ndarray, label: str, confidence: float, path:
     """Save the input beside the 28x28 the model saw, titled with the prediction."""
     from PIL import Image
 
-    from digitlab.viz.plots import _pyplot, save_figure
+    from digitlab.viz.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(6, 3.2))
     with Image.open(original) as image:
         left.imshow(image.convert("RGB"))

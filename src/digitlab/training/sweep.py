@@ -17,7 +17,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from digitlab.config import Config, apply_overrides, collect_overrides, parse_set, read_toml
+from digitlab.config import (
+    Config,
+    apply_overrides,
+    collect_overrides,
+    load_toml,
+    parse_set,
+    read_toml,
+)
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.i18n import _
 from digitlab.io import atomic_write_text
@@ -52,9 +59,7 @@ def parse_grid(items: list[str]) -> dict[str, list[object]]:
 
 def read_sweep_file(path: str | Path) -> tuple[dict[str, object], dict[str, list], int | None]:
     """A sweep file is a config TOML plus a [sweep] table: grid = {key = [values]}, seeds = N."""
-    import tomllib
-
-    table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    table = load_toml(path)
     sweep = table.pop("sweep", {})
     unknown = set(sweep) - {"grid", "seeds"}
     if unknown:

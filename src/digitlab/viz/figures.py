@@ -12,7 +12,7 @@ from digitlab.config import Config, LossConfig, ModelConfig
 from digitlab.i18n import _
 from digitlab.models.activations import ACTIVATIONS, LECTURE, build_activation
 from digitlab.training.losses import LOSSES, build_loss
-from digitlab.viz.plots import _pyplot, save_figure
+from digitlab.viz.plots import pyplot, save_figure
 
 # The config fields each activation reads, shown on its figure.
 ACTIVATION_PARAMS = {
@@ -43,7 +43,7 @@ def activation_curve(name: str, cfg: ModelConfig, x: torch.Tensor, train: bool =
 
 
 def activation_figure(name: str, cfg: ModelConfig, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     x = torch.linspace(-5, 5, 801)
     y, grad = activation_curve(name, cfg, x)
     module_name = type(build_activation(cfg, 1)).__name__
@@ -75,7 +75,7 @@ def activations(out_dir: Path, cfg: ModelConfig | None = None) -> list[Path]:
         path = out_dir / f"{type(build_activation(c, 1)).__name__}.png"
         activation_figure(name, c, path)
         paths.append(path)
-    plt = _pyplot()
+    plt = pyplot()
     x = torch.linspace(-5, 5, 401)
     fig, axes = plt.subplots(5, 5, figsize=(16, 15))
     for ax, name in zip(axes.flat, ACTIVATIONS.names(), strict=False):
@@ -116,7 +116,7 @@ def loss_curves(z: torch.Tensor, num_classes: int = 10) -> dict[str, tuple]:
 
 
 def losses(path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     z = torch.linspace(-6, 8, 141)
     fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(13, 5))
     for title, (values, grads) in loss_curves(z).items():
@@ -138,7 +138,7 @@ def schedule(cfg: Config, steps_per_epoch: int, path: Path) -> Path:
     """The learning rate at every optimizer step of the configured run, before training."""
     from digitlab.training.optim import OPTIMIZERS, Schedule, param_groups
 
-    plt = _pyplot()
+    plt = pyplot()
     model = torch.nn.Linear(2, 2)
     optimizer = OPTIMIZERS.get(cfg.optim.name)(param_groups(model, cfg.optim), cfg.optim)
     per_epoch = -(-steps_per_epoch // cfg.train.accum_steps)
@@ -168,7 +168,7 @@ def schedule(cfg: Config, steps_per_epoch: int, path: Path) -> Path:
 
 def temperature(path: Path, betas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 5.0)) -> Path:
     """softmax(beta * z) for one logit vector: small beta flattens, large beta sharpens."""
-    plt = _pyplot()
+    plt = pyplot()
     logits = torch.tensor([2.0, 1.0, 0.5, 0.2, -0.3, -1.0, 0.0, 0.8, -0.5, 1.5])
     fig, axes = plt.subplots(1, len(betas), figsize=(3.2 * len(betas), 3.2), sharey=True)
     for ax, beta in zip(axes, betas, strict=True):
@@ -186,7 +186,7 @@ def temperature(path: Path, betas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 5.0
 
 def filters(weight: torch.Tensor, path: Path, title: str) -> Path:
     """First-layer weights as images: Linear rows as 28x28, or conv kernels as k x k."""
-    plt = _pyplot()
+    plt = pyplot()
     if weight.ndim == 2:
         images = weight.reshape(-1, 28, 28)
     else:

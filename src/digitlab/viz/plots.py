@@ -10,7 +10,7 @@ import torch
 from digitlab.io import atomic_write_bytes
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; never opens a window
@@ -22,14 +22,14 @@ def _pyplot():
 def save_figure(fig, path: str | Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def predictions_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
                      classes: tuple[str, ...], path: str | Path, n: int = 6) -> None:
     """The tutorial's row of test images titled True/Pred; n is clamped to the batch."""
-    plt = _pyplot()
+    plt = pyplot()
     n = max(1, min(n, len(images)))
     fig, axes = plt.subplots(1, n, figsize=(2 * n, 2.6), squeeze=False)
     for i, ax in enumerate(axes[0]):
@@ -44,7 +44,7 @@ def predictions_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Te
 
 def curves(history: list[dict], path: str | Path) -> None:
     """Loss and accuracy per epoch for every split logged, and the learning rate."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
@@ -70,7 +70,7 @@ def curves(history: list[dict], path: str | Path) -> None:
 
 def confusion(matrix: torch.Tensor, classes: tuple[str, ...], path: str | Path) -> None:
     """Counts, and the row-normalized view (each true class sums to 1)."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = matrix.cpu().float()
     normalized = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
@@ -99,7 +99,7 @@ def gallery(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
             confidences: torch.Tensor, classes: tuple[str, ...], path: str | Path,
             title: str = "highest-loss test images") -> None:
     """A grid of images, each titled true / predicted (confidence)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(images)
     cols = min(8, max(1, n))
     rows = max(1, -(-n // cols))

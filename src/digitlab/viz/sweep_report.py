@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from digitlab.io import atomic_write_text, read_jsonl
-from digitlab.viz.plots import _pyplot, save_figure
+from digitlab.viz.plots import pyplot, save_figure
 from digitlab.viz.report import STYLE, _image, _table
 
 
@@ -28,7 +28,7 @@ def grouped(rows: list[dict], keys: list[str]) -> dict[str, list[dict]]:
 def sweep_figure(out: Path, keys: list[str], rows: list[dict]) -> Path:
     """Bars: mean test accuracy per combination with min/max over seeds; beside them, the
     validation (or test) accuracy curve of every completed run."""
-    plt = _pyplot()
+    plt = pyplot()
     groups = grouped(rows, keys)
     fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(14, max(4, 0.45 * len(groups) + 1.5)))
     labels, means, lows, highs, colors = [], [], [], [], []
