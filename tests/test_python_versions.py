@@ -5,10 +5,10 @@ installed on our machines, so this checks statically what would break there: syn
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from helpers import REPO
 

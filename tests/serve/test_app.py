@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from digitlab.serve.app import MAX_BODY, STATIC, create_app, is_loopback
 from digitlab.inference.predictor import Predictor
+from digitlab.serve.app import MAX_BODY, STATIC, create_app, is_loopback
 from helpers import free_port, stop_process
 
 with warnings.catch_warnings():  # starlette's note that it prefers httpx2 to httpx

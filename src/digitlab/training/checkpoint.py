@@ -17,9 +17,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from digitlab.errors import CheckpointError
+from digitlab.config import Config, from_dict, load_run_config
+from digitlab.errors import CheckpointError, DigitlabError
 from digitlab.i18n import _
 from digitlab.io import atomic_write_bytes
+from digitlab.models import build_model
 
 FORMAT = "digitlab-checkpoint-1"
 
@@ -134,3 +136,40 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     state = {int(pid): {name: _decode(value, tensors) for name, value in values.items()}
              for pid, values in meta["optimizer"]["state"].items()}
     optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+
+
+def reported_checkpoint(source: str | Path) -> Path:
+    """The one rule for which checkpoint a run reports: a .safetensors file is itself; a run
+    directory gives best.safetensors when early stopping restored it, else last.safetensors.
+
+    Used by evaluate, predict, serve, export, the figures and the distillation teacher."""
+    source = Path(source)
+    if source.is_file():
+        return source
+    if not source.is_dir():
+        raise CheckpointError(_("{source} is neither a run directory nor a checkpoint file")
+                              .format(source=source))
+    config = source / "config.toml"
+    if not config.is_file():
+        raise CheckpointError(_("{run_dir} is not a run directory (no config.toml there)")
+                              .format(run_dir=source))
+    best = source / "checkpoints" / "best.safetensors"
+    if load_run_config(config).train.early_stop_patience and best.is_file():
+        return best
+    return source / "checkpoints" / "last.safetensors"
+
+
+def load_model(source: str | Path) -> tuple[torch.nn.Module, Config, dict, Path]:
+    """(model on the CPU in eval mode, its config, the checkpoint metadata, the file) for a run
+    directory or checkpoint file; every problem is a CheckpointError naming the file."""
+    path = reported_checkpoint(source)
+    tensors, meta = load_checkpoint(path)
+    try:
+        cfg = from_dict(meta["config"])
+        classes = meta["classes"]
+        model = build_model(cfg.model, len(classes))
+    except (KeyError, TypeError, AttributeError, ValueError, DigitlabError) as e:
+        raise CheckpointError(_("{path}: its metadata is not a valid digitlab config ({error})")
+                              .format(path=path, error=e)) from None
+    restore_model(model, tensors, str(path))
+    return model.eval(), cfg, meta, path

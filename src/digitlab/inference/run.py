@@ -1,0 +1,43 @@
+"""`load_run`: the one way to load a trained run for inference.
+
+A run directory or one of its checkpoint files gives the model the run reports (see
+`digitlab.training.checkpoint.reported_checkpoint`), with what it needs to be used: config,
+class names and the normalization it was trained with. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from digitlab.config import Config
+from digitlab.errors import CheckpointError
+from digitlab.i18n import _
+from digitlab.training.checkpoint import load_model
+from digitlab.training.distributed import resolve_device
+
+
+@dataclass(frozen=True)
+class Run:
+    model: torch.nn.Module  # eval mode, on `device`
+    cfg: Config
+    classes: tuple[str, ...]
+    mean: float  # the Normalize the model was trained with, in pixel units / 255
+    std: float
+    device: torch.device
+    meta: dict  # the checkpoint's metadata (epoch, metrics, ...)
+    path: Path  # the checkpoint file
+
+
+def load_run(source: str | Path, device: str = "auto") -> Run:
+    model, cfg, meta, path = load_model(source)
+    try:
+        classes = tuple(str(c) for c in meta["classes"])
+        mean, std = float(meta["mean"]), float(meta["std"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(_("{path}: its metadata lacks the config or classes ({error})")
+                              .format(path=path, error=e)) from None
+    dev = resolve_device(device)
+    return Run(model.to(dev), cfg, classes, mean, std, dev, meta, path)
