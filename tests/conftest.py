@@ -1,5 +1,5 @@
 """Shared fixtures: an isolated cache, no inherited data folder, the shared MNIST files,
-a switch that makes the network unreachable, and a tiny fake IDX folder.
+a switch that makes the network unreachable, a tiny fake IDX folder, and `no_analysis`.
 
 Every test gets DIGITLAB_CACHE pointed at one session-scoped temporary folder (so nothing is
 ever written to ~/.cache/digitlab) and DIGITLAB_DATA removed (so a test sees only the data
@@ -8,6 +8,8 @@ it asks for). Tests that need an empty cache of their own use `fresh_cache`.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,11 @@ from helpers import (
     tiny_arrays,
     write_idx_folder,
 )
+
+# One CPU thread per process (unless the caller chose): the models here are tiny, and on a
+# busy 2-core machine two spinning OpenMP threads made a one-second run take half a minute.
+# Set before torch is imported, so that subprocesses (DDP ranks, the CLI) inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +101,26 @@ def digits_run(tmp_path_factory, session_cache) -> Path:
         code = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(run)])
     assert code == 0, "training the shared test model failed"
     return run
+
+
+@pytest.fixture
+def no_analysis(monkeypatch):
+    """Skip the end-of-run analysis (evaluation.json, plots/, report.html) in runs that only
+    compare numbers: it costs seconds per run.
+
+    analyze() is defined in digitlab.viz.analysis; a module that did `from ... import analyze`
+    holds its own reference, so every digitlab module holding the real function gets the stub
+    too, wherever the call lives (the training loop, or the train command)."""
+    # Loaded before patching: a module first imported under the patch would keep the stub.
+    import digitlab.cli  # noqa: F401
+    import digitlab.training.loop  # noqa: F401
+    from digitlab.viz import analysis
+
+    real = analysis.analyze
+
+    def skipped(*args, **kwargs) -> dict:
+        return {}
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("digitlab") and getattr(module, "analyze", None) is real:
+            monkeypatch.setattr(module, "analyze", skipped)

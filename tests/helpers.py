@@ -161,3 +161,28 @@ def bengali_share(text: str) -> float:
     bengali = len(BENGALI.findall(text))
     latin = len(re.findall(r"[A-Za-z]", text))
     return bengali / max(bengali + latin, 1)
+
+
+def sgd_on_one_parameter(lr: float = 0.1):
+    """Plain SGD over one 3-element parameter: the smallest optimizer a schedule can drive."""
+    import torch
+
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=lr)
+
+
+def run_schedule(schedule, optimizer, epochs: int = 3, batches: int = 5):
+    """Drive a digitlab.training.optim.Schedule as the loop does, with a validation loss that
+    never improves: (the lr in effect for every batch, the lr after every epoch)."""
+    import torch
+
+    used, after_epoch = [], []
+    param = optimizer.param_groups[0]["params"][0]
+    for _ in range(epochs):
+        for _ in range(batches):
+            used.append(optimizer.param_groups[0]["lr"])
+            param.grad = torch.ones_like(param)
+            optimizer.step()
+            schedule.after_batch()
+        schedule.after_epoch(val_loss=1.0)
+        after_epoch.append(optimizer.param_groups[0]["lr"])
+    return used, after_epoch

@@ -19,12 +19,12 @@ from PIL import Image
 
 import digitlab
 from digitlab.cli import main
-from digitlab.config import build_config, load_run_config
+from digitlab.config import Config, build_config, load_run_config
 from digitlab.data import SOURCES, DeviceLoader
 from digitlab.models import build_model
 from digitlab.training.checkpoint import load_checkpoint, restore_model
 from digitlab.training.evaluate import evaluate
-from helpers import block_network
+from helpers import block_network, flat
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,15 +59,6 @@ def synthetic_run(tmp_path_factory, session_cache):
         block_network(mp)
         code, out, err = run_cli(argv)
     return {"argv": argv, "code": code, "out": out, "err": err, "run": run}
-
-
-@pytest.fixture
-def no_analysis(monkeypatch):
-    """Skip the end-of-run analysis (figures, report.html) in runs that only compare numbers:
-    it costs seconds per run. The shared synthetic run keeps it."""
-    from digitlab.training import loop
-
-    monkeypatch.setattr(loop, "analyze", lambda *args, **kwargs: {}, raising=False)
 
 
 def read_json(path: Path):
@@ -389,10 +380,30 @@ def test_console_script_version(tmp_path):
     assert result.stdout.strip() == f"digitlab {digitlab.__version__}"
 
 
-def test_train_help_mentions_the_defaults():
+def test_train_help_shows_the_defaults(capsys):
+    """`digitlab train --help` states the default recipe and each shortcut's default, and they
+    are the Config defaults (the help text writes them by hand, so this catches drift)."""
     with pytest.raises(SystemExit) as exc:
-        run_cli(["train", "--help"])
+        main(["train", "--help"])
     assert exc.value.code == 0
+    text = flat(capsys.readouterr().out)
+    defaults = Config()
+    shortcuts = {"--dataset": defaults.data.name, "--model": defaults.model.name,
+                 "--epochs": defaults.train.epochs, "--seed": defaults.train.seed,
+                 "--device": defaults.train.device}
+    for option, value in shortcuts.items():
+        shown = rf"{option} [A-Z_]+ [^()]*\(default: {re.escape(str(value))}\)"
+        assert re.search(shown, text), option
+    assert "--out OUT run directory (default: runs/<time>-<dataset>-<model>)" in text
+    recipe = re.search(r"recipe: MLP 784-(\d+)-(\d+)-10, Adam ([\d.e-]+), batch (\d+), "
+                       r"(\d+) epochs", text)
+    assert recipe, text
+    hidden = [m.out_features for m in build_model(defaults.model, 10).modules()
+              if isinstance(m, torch.nn.Linear)][:-1]
+    assert [int(recipe[1]), int(recipe[2])] == hidden
+    assert defaults.optim.name == "adam" and float(recipe[3]) == defaults.optim.lr
+    assert int(recipe[4]) == defaults.data.batch_size
+    assert int(recipe[5]) == defaults.train.epochs
 
 
 # ---------------------------------------------------------------- paths printed by rich

@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
                    help=_("onnx (default) or torchscript"))
     p.add_argument("--out", required=True, help=_("output file (.onnx or .pt)"))
+    p.add_argument("--force", action="store_true",
+                   help=_("overwrite --out if it exists (default: refuse)"))
 
     p = sub.add_parser("list", parents=[common],
                        help=_("list models, activations, losses, optimizers, schedulers, datasets"))
@@ -142,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args) -> int:
     from digitlab.config import build_config
     from digitlab.errors import UsageError
-    from digitlab.training import train
+    from digitlab.training import distributed, train
     from digitlab.training.setup import resume_config
+    from digitlab.viz.analysis import evaluate_run
 
     if args.resume:
         others = [f"--{name.replace('_', '-')}" for name in
@@ -153,13 +156,17 @@ def cmd_train(args) -> int:
             raise UsageError(_("--resume continues a run with its own config; it takes only "
                                "--epochs, not {options}").format(options=" ".join(others)))
         summary = train(resume_config(args.resume, args.epochs), resume=True)
-        return 0 if summary["status"] == "completed" else 1
-    shortcuts = {name: getattr(args, name) for name in
-                 ("dataset", "model", "epochs", "seed", "device", "data_dir", "out")}
-    cfg, explicit = build_config(args.config, args.sets, shortcuts)
-    # Only a dataset left at its default may fall back to the bundled one when offline.
-    summary = train(cfg, fallback="data.name" not in explicit)
-    return 0 if summary["status"] == "completed" else 1
+    else:
+        shortcuts = {name: getattr(args, name) for name in
+                     ("dataset", "model", "epochs", "seed", "device", "data_dir", "out")}
+        cfg, explicit = build_config(args.config, args.sets, shortcuts)
+        # Only a dataset left at its default may fall back to the bundled one when offline.
+        summary = train(cfg, fallback="data.name" not in explicit)
+    if summary["status"] != "completed":
+        return 1
+    if distributed.is_main_process():  # evaluation.json, plots/ and report.html, once
+        evaluate_run(summary["run_dir"], device=summary["device"])
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -188,20 +195,28 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def as_label(name: str) -> int | str:
-    """Digit classes print as ints (7), others keep their names ("Sneaker")."""
-    return int(name) if name.isdigit() else name
-
-
 def cmd_predict(args) -> int:
     import json
     from pathlib import Path
 
     from digitlab.errors import UsageError
-    from digitlab.inference.predictor import ImageError, Predictor, expand_inputs, show
+    from digitlab.inference.predictor import (
+        ImageError,
+        Predictor,
+        expand_inputs,
+        prediction,
+        show,
+    )
 
     if args.top_k < 1:
         raise UsageError(_("--top-k must be at least 1"))
+    if args.show:
+        show_dir = Path(args.show)
+        try:  # before the work: a --show that cannot be written fails at once, in one line
+            show_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(_("--show {folder}: cannot create the folder ({error})").format(
+                folder=show_dir, error=e.strerror or e)) from None
     predictor = Predictor.load(args.model, device=args.device)
     files = expand_inputs(args.paths)
     if not files:
@@ -214,25 +229,27 @@ def cmd_predict(args) -> int:
             failed += 1
             print(_("digitlab: skipped {reason}").format(reason=e), file=sys.stderr)
             continue
-        top = probs.topk(min(args.top_k, len(probs)))
-        label = predictor.classes[int(top.indices[0])]
-        result = {"file": str(path), "label": as_label(label),
-                  "confidence": float(top.values[0]),
-                  "probabilities": [round(float(p), 6) for p in probs]}
-        if args.top_k > 1:
-            result["top_k"] = [{"label": as_label(predictor.classes[int(i)]),
-                                "probability": float(v)}
-                               for v, i in zip(top.values, top.indices, strict=True)]
+        result = {"file": str(path), **prediction(probs, predictor.classes, args.top_k)}
         results.append(result)
+        if result["status"] != "ok":
+            failed += 1
+            print(_("digitlab: {path}: the model's output is not finite (NaN or Infinity); its "
+                    "weights overflow on this image: retrain with a lower learning rate")
+                  .format(path=path), file=sys.stderr)
+            continue
         if args.show:
-            show(path, digit, label, result["confidence"],
-                 Path(args.show) / f"{index:04d}-{path.stem}.png")
+            try:
+                show(path, digit, str(result["label"]), result["confidence"],
+                     show_dir / f"{index:04d}-{path.stem}.png")
+            except OSError as e:
+                raise UsageError(_("--show {folder}: cannot write there ({error})").format(
+                    folder=show_dir, error=e.strerror or e)) from None
         if not args.json:
             extra = ("\t" + " ".join(f"{t['label']}:{t['probability']:.3f}"
                                       for t in result["top_k"])) if args.top_k > 1 else ""
-            print(f"{path}\t{label}\t{result['confidence']:.4f}{extra}")
+            print(f"{path}\t{result['label']}\t{result['confidence']:.4f}{extra}")
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2, allow_nan=False))
     if failed:
         print(_("digitlab: {failed} of {total} files could not be read").format(
             failed=failed, total=len(files)), file=sys.stderr)
@@ -249,7 +266,7 @@ def cmd_serve(args) -> int:
 def cmd_export(args) -> int:
     from digitlab.inference.export import export
 
-    path = export(args.run_dir, args.format, args.out)
+    path = export(args.run_dir, args.format, args.out, force=args.force)
     print(_("wrote {path}").format(path=path))
     return 0
 
@@ -297,26 +314,35 @@ def cmd_plot(args) -> int:
 
 
 def steps_per_epoch(cfg) -> int:
-    """Batches per epoch of the configured training split, as `train` counts them (the
-    training splits and balance mode included; loads the dataset)."""
+    """Batches in the first epoch of the configured training split, as `train` counts them
+    (the training splits and balance mode included; loads the dataset)."""
     from digitlab.data import SOURCES
-    from digitlab.data.loader import Batching
+    from digitlab.data.loader import epoch_batches
     from digitlab.training.setup import training_splits
 
     dataset = SOURCES.get(cfg.data.name)(cfg.data)
     train, _ = training_splits(dataset, cfg)
-    balance = cfg.data.balance if cfg.data.balance in ("sampler", "lecun") else "none"
-    return len(Batching(train.labels, cfg.data.batch_size, True, cfg.train.seed, balance,
-                        len(dataset.classes)))
+    return epoch_batches(train.labels, cfg.data.batch_size, cfg.data.balance,
+                         len(dataset.classes))
 
 
 def cmd_sweep(args) -> int:
-    from digitlab.training.sweep import run_sweep
+    from digitlab.training.sweep import plan_sweep, run_sweep, write_sweep_csv
+    from digitlab.viz.analysis import evaluate_run
+    from digitlab.viz.sweep_report import draw_sweep
 
     shortcuts = {name: getattr(args, name) for name in
                  ("dataset", "model", "epochs", "seed", "device", "data_dir")}
-    rows = run_sweep(args.grid, args.out, seeds=args.seeds, config_file=args.config,
-                     sets=args.sets, shortcuts=shortcuts)
+    sweep = plan_sweep(args.grid, args.out, seeds=args.seeds, config_file=args.config,
+                       sets=args.sets, shortcuts=shortcuts)
+    rows = []
+    for row in run_sweep(sweep):
+        rows.append(row)
+        run_dir = sweep.out / row["run"]
+        if row["status"] == "completed" and not (run_dir / "report.html").is_file():
+            evaluate_run(run_dir, device=sweep.cfg.train.device)  # the run's own report
+        write_sweep_csv(sweep, rows)
+        draw_sweep(sweep.out, sweep.keys, rows)
     failed = sum(r.get("status") != "completed" for r in rows)
     print(_("{runs} runs, {failed} failed: {folder}/sweep.csv, sweep.png, report.html").format(
         runs=len(rows), failed=failed, folder=args.out))
@@ -348,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(_("digitlab: error: {message}").format(message=e), file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the last line of defence: the places we know raise clear errors
+        if args.debug:
+            raise
+        print(_("digitlab: error: cannot read or write {path}: {reason}").format(
+            path=e.filename or "?", reason=e.strerror or e), file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(_("digitlab: interrupted"), file=sys.stderr)
         return 130

@@ -22,14 +22,12 @@ from digitlab.data.balance import (
     weighted_order,
 )
 from digitlab.errors import ConfigError
-from digitlab.training import loop
 from digitlab.training.setup import training_splits
 from helpers import TINY
 
 
 @pytest.fixture(autouse=True)
-def _no_analysis(monkeypatch, tmp_path):
-    monkeypatch.setattr(loop, "analyze", lambda *args, **kwargs: {}, raising=False)
+def _no_analysis(no_analysis, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
@@ -233,7 +231,7 @@ def test_cli_balance_modes(balance, tmp_path, capsys):
     assert counts.max() / counts.min() == pytest.approx(10, rel=0.1)
     plain = math.ceil(len(train) / 64)
     first = math.ceil(int(counts.max()) / 6) if balance == "lecun" else plain
-    assert [r["step"] for r in records] == [first, first + plain]
+    assert [r["batches"] for r in records] == [first, first + plain]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and math.isfinite(summary["test_loss"])
 

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from digitlab.data import DeviceLoader, Split, TorchLoader, make_loader
-from digitlab.data.loader import ImageDataset, epoch_permutation, normalize
+from digitlab.data.balance import epoch_balance
+from digitlab.data.loader import ImageDataset, epoch_batches, epoch_permutation, normalize
 
 CPU = torch.device("cpu")
 MEAN, STD = 0.1307, 0.3081
@@ -64,6 +65,42 @@ def test_last_partial_batch_is_kept():
         loader = device_loader(indexed_split(10), 4, shuffle)
         assert len(loader) == 3
         assert [len(labels) for _, labels in loader] == [4, 4, 2]
+
+
+@pytest.mark.parametrize("balance", ["none", "weights", "sampler", "lecun"])
+@pytest.mark.parametrize("batch_size", [1, 7, 10, 64])
+def test_epoch_batches_counts_what_the_loader_yields(balance, batch_size):
+    """The pure count train() lays its schedules out with, without drawing any order: the
+    batches the loader really yields in that epoch (a class missing, so lecun's epoch is not
+    a multiple of its batch)."""
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate([40, 25, 0, 9, 3, 61])])
+    split = Split(torch.zeros(len(labels), 28, 28, dtype=torch.uint8), labels)
+    loader = DeviceLoader(split, batch_size, CPU, MEAN, STD, shuffle=True, seed=3,
+                          balance=balance, num_classes=10)
+    for epoch in range(2):
+        loader.set_epoch(epoch)
+        batches = list(loader)
+        assert len(batches) == len(loader) == epoch_batches(labels, batch_size, balance, 10)
+        # every batch holds the loader's batch size but the last
+        assert all(len(b[1]) == loader.batch_size for b in batches[:-1])
+
+
+def test_set_epoch_switches_balance_for_fine_tuning():
+    """Balanced epochs first, then the last data.balance_finetune_epochs at the true
+    frequencies: the loader follows epoch_balance; "weights" draws like "none"."""
+    assert [epoch_balance("lecun", e, 4, 1) for e in range(4)] == ["lecun"] * 3 + ["none"]
+    assert [epoch_balance("none", e, 3, 0) for e in range(3)] == ["none"] * 3
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate([50, 5])])
+    split = Split(torch.zeros(len(labels), 28, 28, dtype=torch.uint8), labels)
+    loader = DeviceLoader(split, 10, CPU, MEAN, STD, shuffle=True, balance="sampler",
+                          num_classes=2)
+    drawn = torch.cat([b[1] for b in loader])
+    assert 15 < int((drawn == 1).sum()) < 40  # balanced draws: about half are the rare class
+    loader.set_epoch(1, "none")
+    assert sorted(torch.cat([b[1] for b in loader]).tolist()) == sorted(labels.tolist())
+    loader.set_epoch(2, "weights")
+    assert loader.balance == "none"
+    assert sorted(torch.cat([b[1] for b in loader]).tolist()) == sorted(labels.tolist())
 
 
 def test_unshuffled_order_is_identity():

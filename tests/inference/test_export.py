@@ -13,6 +13,7 @@ import torch
 
 from digitlab.cli import main
 from digitlab.inference.export import exportable
+from digitlab.models import MODELS
 
 TOLERANCE = 1e-4
 
@@ -42,13 +43,17 @@ def reference(run_dir):
     return wrapped, predictor
 
 
-def export(run_dir: Path, fmt: str, out: Path, capsys) -> Path:
+def quiet_main(argv: list[str]) -> int:
     with warnings.catch_warnings():  # torch's notes on its legacy exporters
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-        assert main(["export", str(run_dir), "--format", fmt, "--out", str(out)]) == 0
+        return main(argv)
+
+
+def export(run_dir: Path, fmt: str, out: Path, capsys, min_size: int = 10_000) -> Path:
+    assert quiet_main(["export", str(run_dir), "--format", fmt, "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
-    assert out.is_file() and out.stat().st_size > 10_000
+    assert out.is_file() and out.stat().st_size > min_size
     assert not list(out.parent.glob(f".{out.name}*")), "a temporary file was left behind"
     return out
 
@@ -153,3 +158,113 @@ def test_export_of_a_missing_run_exits_2(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nope"), "--format", "torchscript",
                  "--out", str(out)]) == 2
     assert "nope" in capsys.readouterr().err and not out.exists()
+
+
+# ---------------------------------------------------------------- where the file goes
+
+
+def test_a_symlink_at_the_old_temporary_name_is_not_followed(run_dir, tmp_path, capsys):
+    """Export used to write `.<name>.tmp` beside the target, following a link planted there."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "model.pt"
+    (tmp_path / f".{out.name}.tmp").symlink_to(victim)
+    assert quiet_main(["export", str(run_dir), "--format", "torchscript", "--out", str(out)]) == 0
+    assert victim.read_text() == "precious"
+    assert out.is_file() and not out.is_symlink()
+
+
+def test_an_existing_file_is_refused_without_force(run_dir, tmp_path, capsys):
+    out = tmp_path / "model.pt"
+    out.write_text("an earlier export")
+    assert quiet_main(["export", str(run_dir), "--format", "torchscript", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert f"{out} already exists; pass --force" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
+    assert out.read_text() == "an earlier export"
+    assert quiet_main(["export", str(run_dir), "--format", "torchscript", "--out", str(out),
+                 "--force"]) == 0
+    assert out.stat().st_size > 10_000
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(out), map_location="cpu")  # a whole TorchScript file
+
+
+def test_force_replaces_a_symlink_not_its_target(run_dir, tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "model.pt"
+    out.symlink_to(victim)
+    assert quiet_main(["export", str(run_dir), "--format", "torchscript", "--out", str(out)]) == 2
+    assert quiet_main(["export", str(run_dir), "--format", "torchscript", "--out", str(out),
+                 "--force"]) == 0
+    assert victim.read_text() == "precious" and out.is_file() and not out.is_symlink()
+
+
+@pytest.mark.parametrize("where", ["under a file", "a folder", "a folder, forced"])
+def test_an_unwritable_destination_is_one_line(where, run_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file")
+    out = {"under a file": blocker / "m.pt", "a folder": tmp_path,
+           "a folder, forced": tmp_path}[where]
+    argv = ["export", str(run_dir), "--format", "torchscript", "--out", str(out)]
+    assert quiet_main(argv + (["--force"] if "forced" in where else [])) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("digitlab: error: ") and str(out) in lines[0]
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert blocker.read_text() == "a regular file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no temporary left
+
+
+# ---------------------------------------------------------------- every registered model
+
+SMALL = {"mlp": {"model.hidden": [16], "model.batchnorm": True},
+         "cnn": {"model.channels": [4, 8], "model.batchnorm": True},
+         "resnet": {"model.channels": [4, 8]}}
+
+
+@pytest.fixture(scope="module", params=MODELS.names())
+def model_checkpoint(request, tmp_path_factory) -> Path:
+    """An untrained checkpoint of each registered model (small widths where it has any),
+    with batch-norm statistics that are not the identity, so eval mode matters."""
+    from digitlab.config import Config, apply_overrides, to_dict
+    from digitlab.models import build_model
+    from digitlab.training.checkpoint import save_checkpoint
+
+    name = request.param
+    cfg = apply_overrides(Config(), {"model.name": name, **SMALL.get(name, {})})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 10)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp(name) / f"{name}.safetensors"
+    save_checkpoint(path, model, None, {"config": to_dict(cfg), "classes": list("0123456789"),
+                                        "mean": 0.1307, "std": 0.3081})
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_every_model_exports_and_matches_pytorch(model_checkpoint, fmt, digits_batch, tmp_path,
+                                                 capsys):
+    if fmt == "onnx":
+        pytest.importorskip("onnx", reason="ONNX export needs the export extra")
+        ort = pytest.importorskip("onnxruntime", reason="parity needs onnxruntime")
+    out = export(model_checkpoint, fmt, tmp_path / f"model.{fmt}", capsys, min_size=1_000)
+    wrapped, _ = exportable(model_checkpoint)
+    images, _ = digits_batch
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        run = lambda batch: torch.from_numpy(session.run(["logits"],  # noqa: E731
+                                                         {"pixels": batch.numpy()})[0])
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            run = torch.jit.load(str(out), map_location="cpu").eval()
+    with torch.no_grad():
+        for batch in slices(images):
+            got, want = run(batch), wrapped(batch)
+            assert got.shape == (len(batch), 10)
+            assert (got - want).abs().max().item() <= TOLERANCE * max(1.0, want.abs().max())

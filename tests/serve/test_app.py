@@ -1,8 +1,11 @@
 """The web app: routes, /predict's two input forms and its refusals (4xx JSON, never 500),
-a fuzz of /predict, and one real uvicorn process on loopback."""
+the request guard (Host on loopback, same-origin POSTs, JSON size and depth), a fuzz of
+/predict, and one real uvicorn process on loopback."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 import json
 import os
@@ -23,7 +26,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from digitlab.inference.predictor import Predictor
-from digitlab.serve.app import MAX_BODY, STATIC, create_app, is_loopback
+from digitlab.serve.app import STATIC, create_app, is_loopback
+from digitlab.serve.guard import MAX_BODY, MAX_JSON_BODY, MAX_JSON_DEPTH, host_name, nesting_exceeds
 from helpers import free_port, stop_process
 
 with warnings.catch_warnings():  # starlette's note that it prefers httpx2 to httpx
@@ -36,9 +40,23 @@ def run_dir(digits_run) -> Path:
     return digits_run
 
 
+BASE = "http://127.0.0.1:8000"  # the Host a browser on this machine sends
+
+
+def app_client(predictor: Predictor, base_url: str = BASE, host: str = "127.0.0.1"):
+    """A TestClient for an app bound to `host`; a crash is answered as the server would, 500."""
+    return TestClient(create_app(predictor, host=host), base_url=base_url,
+                      raise_server_exceptions=False)
+
+
 @pytest.fixture(scope="module")
-def client(run_dir) -> TestClient:
-    with TestClient(create_app(Predictor.load(run_dir, device="cpu"))) as c:
+def predictor(run_dir) -> Predictor:
+    return Predictor.load(run_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def client(predictor) -> TestClient:
+    with app_client(predictor) as c:
         yield c
 
 
@@ -105,7 +123,7 @@ def test_index_page_is_self_contained(client):
     assert "http://" not in html and "https://" not in html
     # every script and stylesheet comes from this server
     for ref in re.findall(r'(?:src|href)="([^"]*)"', html):
-        assert ref.startswith("/static/") or ref.startswith("data:"), ref
+        assert ref.startswith(("/static/", "data:")) or ref == "/openapi.json", ref
     assert "default-src 'self'" in response.headers["content-security-policy"]
 
 
@@ -142,12 +160,65 @@ def test_model(client):
     assert info["config"]["model"] == "seed-mlp"
 
 
-def test_docs_and_openapi(client):
-    assert client.get("/docs").status_code == 200
+def test_model_shows_no_absolute_path(client, run_dir):
+    response = client.get("/model")
+    assert response.json()["checkpoint"] == f"{run_dir.name}/checkpoints/last.safetensors"
+    assert str(run_dir.parent) not in response.text
+    assert str(Path.home()) not in response.text and "/tmp" not in response.text
+
+
+@pytest.mark.parametrize("path,shown", [(Path("/home/me/secret/model.safetensors"),
+                                         "model.safetensors"), (None, None)])
+def test_model_names_a_loose_checkpoint_by_its_file_name(predictor, path, shown):
+    with app_client(dataclasses.replace(predictor, path=path)) as c:
+        response = c.get("/model")
+    assert response.json()["checkpoint"] == shown and "secret" not in response.text
+
+
+def test_model_with_non_finite_metadata_is_null(predictor):
+    meta = dict(predictor.meta, metrics={"test_accuracy": float("nan")}, epoch=float("inf"))
+    odd = dataclasses.replace(predictor, meta=meta, mean=float("inf"))
+    with app_client(odd) as c:
+        response = c.get("/model")
+    assert response.status_code == 200
+    info = response.json()
+    assert info["test_accuracy"] is None and info["epoch"] is None
+    assert info["normalization"]["mean"] is None
+    assert not re.search(r"NaN|Infinity", response.text)
+
+
+def test_model_with_nan_weights_is_a_json_503(predictor):
+    model = copy.deepcopy(predictor.model)
+    for parameter in model.parameters():
+        parameter.data.fill_(float("nan"))
+    with app_client(dataclasses.replace(predictor, model=model)) as c:
+        response = c.post("/predict", json={"pixels": [[255] * 28] * 28})
+        assert "not finite" in assert_json_error(response, 503)
+        assert not re.search(r"NaN|Infinity|null", response.text)
+        assert_json_error(upload(c, drawn_one()), 503)
+
+
+def test_openapi_without_docs_pages(client):
+    # Swagger UI and ReDoc load from a CDN; they are off, the schema stays
+    assert client.get("/docs").status_code == 404
+    assert client.get("/redoc").status_code == 404
     spec = client.get("/openapi.json").json()
     assert "post" in spec["paths"]["/predict"]
     content = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json"} <= set(content)
+    assert {"403", "413", "421", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
+
+
+def test_no_response_names_another_host(client):
+    """Everything the app serves works offline: no http(s) URL in any page, asset or schema."""
+    paths = [route.path for route in client.app.routes
+             if "GET" in getattr(route, "methods", ()) and "{" not in route.path]
+    paths += [f"/static/{f.name}" for f in STATIC.iterdir()] + ["/docs", "/redoc"]
+    assert {"/", "/model", "/healthz", "/openapi.json", "/static/app.js"} <= set(paths)
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code in (200, 404), path
+        assert not re.search(r"(?i)https?://|//cdn|unpkg|jsdelivr", response.text), path
 
 
 # ---------------------------------------------------------------- POST /predict
@@ -222,6 +293,81 @@ def test_predict_malformed_json_is_422(client, raw):
     assert_json_error(response, 422)
 
 
+def pixels_json(last: str) -> bytes:
+    """{"pixels": 28x28} with zeros but a stroke, and `last` written verbatim as the last value."""
+    rows = [[0] * 28 for _ in range(28)]
+    for row in rows[4:24]:
+        row[14] = 255
+    return json.dumps({"pixels": rows})[:-len("0]]}")].encode() + last.encode() + b"]]}"
+
+
+def post_json(client, raw: bytes, **headers):
+    return client.post("/predict", content=raw,
+                       headers={"content-type": "application/json", **headers})
+
+
+def test_pixels_json_helper_is_a_valid_request(client):
+    assert post_json(client, pixels_json("0")).status_code == 200
+
+
+@pytest.mark.parametrize("number", [str(10**400), str(-10**400), "9" * 5000, "1e400"])
+def test_predict_huge_number_in_pixels_is_422(client, number):
+    # 10**400 parses as a Python int that float() cannot hold: an OverflowError, a 500, before
+    assert_json_error(post_json(client, pixels_json(number)), 422)
+
+
+@pytest.mark.parametrize("levels", [1000, 5000, 30000])
+def test_predict_deeply_nested_json_is_422(client, levels):
+    # json.loads raised RecursionError (a 500) from about 1000 levels
+    raw = b"[" * levels + b"]" * levels
+    assert "nests deeper" in assert_json_error(post_json(client, raw), 422)
+    nested_pixels = b'{"pixels": ' + b"[" * levels + b"0" + b"]" * levels + b"}"
+    assert_json_error(post_json(client, nested_pixels), 422)
+
+
+def test_predict_100000_levels_of_nesting_is_refused_by_size(client):
+    raw = b"[" * 100_000 + b"]" * 100_000
+    assert "64 kB" in assert_json_error(post_json(client, raw), 413)
+
+
+def test_predict_json_depth_limit_is_exact(client):
+    def nested(depth: int) -> bytes:  # {"pixels": ..., "x": [[...]]} nesting `depth` deep
+        inner = b"[" * (depth - 1) + b"]" * (depth - 1)
+        return pixels_json("0")[:-1] + b', "x": ' + inner + b"}"
+
+    assert post_json(client, nested(MAX_JSON_DEPTH)).status_code == 200
+    assert_json_error(post_json(client, nested(MAX_JSON_DEPTH + 1)), 422)
+
+
+def test_predict_json_over_64_kb_is_413_before_parsing(client):
+    raw = pixels_json("0")[:-1] + b', "pad": "' + b"x" * MAX_JSON_BODY + b'"}'
+    assert "64 kB" in assert_json_error(post_json(client, raw), 413)
+
+
+def test_predict_json_at_full_precision_and_indented_fits(client):
+    rows = [[(i * 28 + j) % 97 / 97 + 1e-17 if 4 <= i < 24 else 0.0 for j in range(28)]
+            for i in range(28)]
+    raw = json.dumps({"pixels": rows}, indent=4).encode()
+    assert len(raw) < MAX_JSON_BODY
+    assert post_json(client, raw).status_code == 200
+
+
+def test_predict_brackets_inside_strings_do_not_count(client):
+    raw = pixels_json("0")[:-1] + rb', "note": "[[[[[[[[[[{{{{{{{{ \\\" [[[[[[[[[["}'
+    json.loads(raw)  # valid JSON: the escaped quote does not end the string
+    assert post_json(client, raw).status_code == 200
+
+
+@pytest.mark.parametrize("text,depth", [
+    ("[]", 1), ('{"a": [{"b": []}]}', 4), ('["[[[[", "]]]]"]', 1), (r'["\\", [["x"]]]', 3),
+    (r'["\\\"[[[[", []]', 2), ('"unterminated [[[[', 0), ("]]]][[", 0),
+])
+def test_nesting_exceeds(text, depth):
+    body = text.encode()
+    assert not nesting_exceeds(body, depth)
+    assert nesting_exceeds(body, depth - 1) == (depth > 0)
+
+
 def test_predict_blank_is_400_no_digit(client):
     blank = io.BytesIO()
     Image.new("RGB", (280, 280), "black").save(blank, "PNG")
@@ -275,6 +421,103 @@ def test_predict_just_under_2_mb_is_read(client):
 def test_predict_oversized_image_header_is_refused(client, side):
     detail = assert_json_error(upload(client, png_claiming(side, side)), 400)
     assert re.search(r"(?i)too large|decompression bomb", detail)
+
+
+def json_depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(json_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(json_depth, value), default=0)
+    return 0
+
+
+TRICKY_TEXT = st.text(alphabet='[]{}"\\ a\u00e9\u0995', max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.integers() | TRICKY_TEXT,
+                    lambda children: st.lists(children, max_size=3)
+                    | st.dictionaries(TRICKY_TEXT, children, max_size=3), max_leaves=20),
+       st.booleans())
+def test_nesting_exceeds_agrees_with_the_parsed_depth(value, ascii_only):
+    body = json.dumps(value, ensure_ascii=ascii_only).encode()
+    depth = json_depth(value)
+    assert not nesting_exceeds(body, depth)
+    assert nesting_exceeds(body, depth - 1) == (depth > 0)
+
+
+# ---------------------------------------------------------------- the request guard
+
+
+@pytest.mark.parametrize("header,name", [
+    ("localhost", "localhost"), ("LocalHost:8000", "localhost"), ("127.0.0.1:1", "127.0.0.1"),
+    ("[::1]:8080", "[::1]"), ("[::1]", "[::1]"), ("evil.example:80", "evil.example"),
+    ("", None), ("a b", None), ("user@host", None), ("[::1", None), ("host:port", None),
+])
+def test_host_name(header, name):
+    assert host_name(header) == name
+
+
+@pytest.mark.parametrize("base", ["http://localhost", "http://localhost:8000",
+                                  "http://127.0.0.1:1234", "http://[::1]:8000"])
+def test_loopback_server_answers_names_of_this_machine(predictor, base):
+    with app_client(predictor, base) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        assert c.post("/predict", json={"pixels": [[255] * 28] * 28}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+@pytest.mark.parametrize("base", ["http://evil.example", "http://evil.example:8000",
+                                  "http://testserver", "http://192.168.1.10:8000"])
+def test_loopback_server_refuses_other_hosts(predictor, host, base):
+    """DNS rebinding: evil.example resolved to 127.0.0.1 still sends Host: evil.example."""
+    with app_client(predictor, base, host=host) as c:
+        for response in (c.get("/"), c.get("/model"), c.get("/static/app.js"),
+                         c.post("/predict", json={"pixels": [[255] * 28] * 28},
+                                headers={"origin": base})):
+            assert "localhost" in assert_json_error(response, 421)
+
+
+def test_server_off_loopback_answers_any_host(predictor):
+    with app_client(predictor, "http://digits.lan:8000", host="0.0.0.0") as c:
+        assert c.get("/healthz").status_code == 200
+        assert c.post("/predict", json={"pixels": [[255] * 28] * 28},
+                      headers={"origin": "http://digits.lan:8000"}).status_code == 200
+        assert_json_error(c.post("/predict", json={"pixels": [[255] * 28] * 28},
+                                 headers={"origin": "http://evil.example"}), 403)
+
+
+@pytest.mark.parametrize("headers", [
+    {"origin": "http://evil.example"}, {"origin": "http://127.0.0.1:8001"},
+    {"origin": "http://localhost:8000"}, {"origin": "null"}, {"origin": "garbage"},
+    {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"},
+])
+def test_cross_origin_post_is_403(client, headers):
+    for response in (upload_with(client, headers), client.post(
+            "/predict", json={"pixels": [[255] * 28] * 28}, headers=headers)):
+        assert "cross-origin" in assert_json_error(response, 403)
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"origin": BASE}, {"origin": "https://127.0.0.1:8000"},
+    {"origin": BASE, "sec-fetch-site": "same-origin"}, {"sec-fetch-site": "same-origin"},
+    {"sec-fetch-site": "none"},
+])
+def test_same_origin_or_scripted_post_is_answered(client, headers):
+    """What the page sends (Origin: its own), curl and scripts (no Origin) are all served."""
+    response = upload_with(client, headers)
+    assert response.status_code == 200, response.text
+    assert_prediction(response.json())
+
+
+def test_cross_origin_reads_are_answered(client):
+    # a GET changes nothing, and the browser withholds the answer from the other page
+    assert client.get("/healthz", headers={"origin": "http://evil.example"}).status_code == 200
+
+
+def upload_with(client, headers: dict):
+    return client.post("/predict", files={"file": ("d.png", drawn_one(), "image/png")},
+                       headers=headers)
 
 
 # ---------------------------------------------------------------- fuzz: /predict
@@ -340,6 +583,8 @@ def test_serve_announces_where_it_listens(run_dir, monkeypatch, capsys, host, wa
     (app, kwargs), = calls
     assert kwargs == {"host": host, "port": 8123, "log_level": "warning"}
     assert app.state.predictor.cfg.model.name == "seed-mlp"
+    with TestClient(app, base_url="http://evil.example:8123") as c:  # the guard knows the bind
+        assert c.get("/healthz").status_code == (200 if warned else 421)
     lines = capsys.readouterr().out.strip().splitlines()
     shown = f"[{host}]" if ":" in host else host
     assert f"http://{shown}:8123/" in lines[0]
@@ -387,6 +632,16 @@ def test_real_server_on_loopback(run_dir, tmp_path):
         bad = httpx.post(f"{base}/predict", timeout=10,
                          files={"file": ("x.png", b"nope", "image/png")})
         assert bad.status_code == 400
+        # what a browser sends from the page, from another site, and after DNS rebinding
+        port = base.rsplit(":", 1)[1]
+        one = {"file": ("one.png", drawn_one(), "image/png")}
+        assert httpx.post(f"{base}/predict", timeout=30, files=one,
+                          headers={"origin": base}).status_code == 200
+        assert httpx.post(f"{base}/predict", timeout=10, files=one,
+                          headers={"origin": "http://evil.example"}).status_code == 403
+        rebound = httpx.get(f"{base}/model", timeout=10,
+                            headers={"host": f"evil.example:{port}"})
+        assert rebound.status_code == 421 and "detail" in rebound.json()
     finally:
         stop_process(proc)
     first = log.read_text(errors="replace").splitlines()[0]

@@ -13,9 +13,11 @@ import torch
 from safetensors.torch import load_file
 
 from digitlab.cli import main
+from digitlab.errors import UsageError
+from digitlab.training.distributed import resolve_device
 
 # 2,000 synthetic images less a 57-image validation split: the last global batch of each
-# epoch holds 43 images and splits 22 + 21 over the two ranks (weighted by Batching.loss_weights)
+# epoch holds 43 images and splits 22 + 21 over the two ranks (weighted by EpochOrder.rank_weights)
 ARGS = ["--dataset", "synthetic", "--set", "data.batch_size=50", "--set", "model.dropout=0",
         "--set", "data.val_size=57", "--device", "cpu"]
 
@@ -52,7 +54,7 @@ def test_two_processes_match_one(tmp_path, single):
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
     ddp_metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     one_metrics = [json.loads(x) for x in (single / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in ddp_metrics] == [m["step"] for m in one_metrics]
+    assert [m["batches"] for m in ddp_metrics] == [m["batches"] for m in one_metrics]
     for d, s in zip(ddp_metrics, one_metrics, strict=True):  # all-reduced over both ranks
         assert d["train_accuracy"] == pytest.approx(s["train_accuracy"], abs=1e-3)
         assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-3)
@@ -81,3 +83,20 @@ def test_global_batch_must_divide(tmp_path):
     assert result.returncode != 0
     assert "divide evenly" in result.stderr + result.stdout
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", ["bogus", "cuda:x", "meta", "xla", "cpu:"])
+def test_unknown_device_is_a_usage_error(name):
+    with pytest.raises(UsageError, match="device"):
+        resolve_device(name)
+
+
+@pytest.mark.parametrize("command", [["train", "--dataset", "synthetic", "--epochs", "1"],
+                                     ["predict", "RUN", "x.png"]])
+def test_unknown_device_from_the_cli(command, capsys, tmp_path, monkeypatch, digits_run):
+    monkeypatch.chdir(tmp_path)
+    argv = [str(digits_run) if a == "RUN" else a for a in command]
+    assert main([*argv, "--device", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'bogus'" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

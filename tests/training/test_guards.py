@@ -11,15 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from digitlab.training import loop
+from digitlab.training import loop, losses
 from digitlab.training.checkpoint import load_checkpoint
 from digitlab.training.losses import looks_like_probabilities
+from digitlab.viz import analysis
 from helpers import TINY, cli
 
 
 @pytest.fixture(autouse=True)
-def _no_analysis(monkeypatch, tmp_path):
-    monkeypatch.setattr(loop, "analyze", lambda *args, **kwargs: {}, raising=False)
+def _no_analysis(no_analysis, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
@@ -42,7 +42,7 @@ def test_nan_loss_stops_with_advice(tmp_path, capsys):
 def test_nan_after_a_good_epoch_keeps_its_checkpoint(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.safetensors"
-    real_build_loss = loop.build_loss
+    real_build_loss = losses.build_loss
 
     class PoisonAfterEpochOne(nn.Module):
         """The real loss, until epoch 1's checkpoint exists; then NaN."""
@@ -55,7 +55,7 @@ def test_nan_after_a_good_epoch_keeps_its_checkpoint(tmp_path, capsys, monkeypat
             loss = self.inner(logits, targets)
             return loss * float("nan") if last.exists() else loss
 
-    monkeypatch.setattr(loop, "build_loss",
+    monkeypatch.setattr(losses, "build_loss",
                         lambda *args, **kwargs: PoisonAfterEpochOne(real_build_loss(*args,
                                                                                     **kwargs)))
     code, output = cli(capsys, "train", "--dataset", "digits", *TINY, "--epochs", "3",
@@ -102,10 +102,17 @@ def double_softmax_warnings(record) -> list:
             and "softmax" in str(w.message)]
 
 
-def test_softmax_model_warns_once(tmp_path, capsys, monkeypatch):
+def train_softmax_models(monkeypatch) -> None:
+    """Make train() build the configured model with a softmax on top. Its checkpoints do not
+    fit the config any more, so the command's analysis (which reloads them) is skipped."""
     real_build_model = loop.build_model
     monkeypatch.setattr(loop, "build_model", lambda *args, **kwargs: nn.Sequential(
         real_build_model(*args, **kwargs), nn.Softmax(dim=1)))
+    monkeypatch.setattr(analysis, "evaluate_run", lambda *args, **kwargs: {})
+
+
+def test_softmax_model_warns_once(tmp_path, capsys, monkeypatch):
+    train_softmax_models(monkeypatch)
     with pytest.warns(UserWarning, match="softmax") as record:
         warnings.simplefilter("always")
         code, output = cli(capsys, "train", "--dataset", "digits", *TINY, "--epochs", "2",
@@ -117,9 +124,7 @@ def test_softmax_model_warns_once(tmp_path, capsys, monkeypatch):
 
 
 def test_softmax_model_warns_under_bf16_autocast(tmp_path, capsys, monkeypatch):
-    real_build_model = loop.build_model
-    monkeypatch.setattr(loop, "build_model", lambda *args, **kwargs: nn.Sequential(
-        real_build_model(*args, **kwargs), nn.Softmax(dim=1)))
+    train_softmax_models(monkeypatch)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         code, output = cli(capsys, "train", "--dataset", "digits", *TINY, "--epochs", "1",

@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from digitlab.training import loop
+from digitlab.data import DeviceLoader
 from digitlab.training.checkpoint import load_checkpoint
 from helpers import TINY, cli, snapshot
 
 
 @pytest.fixture(autouse=True)
-def _no_analysis(monkeypatch, tmp_path):
-    monkeypatch.setattr(loop, "analyze", lambda *args, **kwargs: {}, raising=False)
+def _no_analysis(no_analysis, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
@@ -80,7 +79,7 @@ def test_resume_is_bit_exact(tmp_path, capsys):
     assert summary_b["status"] == "completed"
     assert summary_a["test_loss"] == summary_b["test_loss"]
     assert summary_a["test_accuracy"] == summary_b["test_accuracy"]
-    assert summary_a["steps"] == summary_b["steps"]
+    assert summary_a["batches"] == summary_b["batches"]
     assert summary_b["epochs"] == 3
     metrics_a, metrics_b = read_metrics(a), read_metrics(b)
     assert len(metrics_a) == len(metrics_b) == 3
@@ -99,6 +98,51 @@ def test_resume_a_finished_run_changes_nothing(tmp_path, capsys):
     assert code == 0, output
     assert_same_tensors(before, last_tensors(run))
     assert len(read_metrics(run)) == 1
+
+
+# ---- interrupted (Ctrl-C) after epoch 1 of 3, resumed: augmentation, class balance ----------
+
+def interrupt_before_epoch(epoch: int, monkeypatch) -> None:
+    """A Ctrl-C just as `epoch` (0-based) starts: the run stops after epoch `epoch`'s
+    predecessor, with its planned length (and balance schedule) unchanged."""
+    real_set_epoch = DeviceLoader.set_epoch
+
+    def set_epoch(self, number, *args, **kwargs):
+        if self.shuffle and number == epoch:
+            raise KeyboardInterrupt
+        return real_set_epoch(self, number, *args, **kwargs)
+
+    monkeypatch.setattr(DeviceLoader, "set_epoch", set_epoch)
+
+
+@pytest.mark.parametrize("sets", [
+    ["data.augment_shift=2"],
+    ["data.balance=sampler", "data.imbalance_ratio=5", "data.balance_finetune_epochs=1"],
+    ["data.balance=lecun", "data.imbalance_ratio=5", "data.balance_finetune_epochs=1",
+     "data.augment_shift=1"],
+], ids=["augment", "sampler", "lecun-augment"])
+def test_interrupted_resume_is_bit_exact(sets, tmp_path, capsys, monkeypatch):
+    """Epoch 2 draws balanced (or shifted) batches and epoch 3 fine-tunes at the true
+    frequencies: both must match a run that never stopped, batch for batch."""
+    argv = [*RESUME_ARGS, "--epochs", "3"]
+    for item in sets:
+        argv += ["--set", item]
+    a, b = tmp_path / "A", tmp_path / "B"
+    code, output = cli(capsys, "train", *argv, "--out", str(a))
+    assert code == 0, output
+    with monkeypatch.context() as patch:
+        interrupt_before_epoch(1, patch)
+        code, output = cli(capsys, "train", *argv, "--out", str(b))
+    assert code == 130, output
+    assert [r["epoch"] for r in read_metrics(b)] == [1]
+    code, output = cli(capsys, "train", "--resume", str(b))
+    assert code == 0, output
+    assert_same_tensors(last_tensors(a), last_tensors(b))
+    metrics_a, metrics_b = without_timing(read_metrics(a)), without_timing(read_metrics(b))
+    assert metrics_a == metrics_b and len(metrics_b) == 3
+    if "data.balance=lecun" in sets:  # lecun's balanced epochs are longer than the last one
+        batches = [r["batches"] for r in metrics_b]
+        assert batches[0] == batches[1] - batches[0] > batches[2] - batches[1]
 
 
 # ---- SIGKILL mid-epoch ----------------------------------------------------------------------

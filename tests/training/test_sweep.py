@@ -70,6 +70,10 @@ def test_sweep_seeds(tmp_path):
     for row in rows:
         summary = json.loads((out / row["run"] / "summary.json").read_text())
         assert summary["seed"] == int(row["seed"])
+        # each run's own analysis, drawn by the command once the run has finished
+        evaluation = json.loads((out / row["run"] / "evaluation.json").read_text())
+        assert evaluation["test_accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-6)
+        assert (out / row["run"] / "report.html").stat().st_size > 1000
 
 
 def test_sweep_needs_a_grid(tmp_path, capsys):
@@ -90,3 +94,13 @@ def test_shipped_sweep_configs_parse():
         for key, values in grid.items():
             for value in values:
                 apply_overrides(cfg, {key: value})
+
+
+def test_sweep_into_an_unwritable_folder(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["sweep", "--grid", "model.activation=relu", "--dataset", "digits",
+                 "--epochs", "1", "--out", str(blocker / "sweep")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("digitlab: error: cannot write to ") and len(err.splitlines()) == 1
+    assert blocker.read_text() == "x"

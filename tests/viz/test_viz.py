@@ -86,6 +86,24 @@ def test_plot_run_regenerates(run):
     assert (run / "report.html").is_file()
 
 
+def test_train_analyzes_the_weights_it_reports(tmp_path):
+    """Under early stopping the run reports its best epoch: the summary, and the analysis the
+    train command draws afterwards, both evaluate best.safetensors, not the last epoch."""
+    out = tmp_path / "stopped"
+    assert main(["train", "--dataset", "digits", "--epochs", "4", "--set", "model.name=mlp",
+                 "--set", "model.hidden=[16]", "--set", "data.val_size=0.2",
+                 "--set", "train.early_stop_patience=1", "--set", "train.min_delta=100",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert summary["best_epoch"] == 1 and summary["epochs"] == 2
+    assert Path(evaluation["checkpoint"]).name == "best.safetensors"
+    assert evaluation["epoch"] == 1
+    assert evaluation["test_accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    assert evaluation["test_loss"] == pytest.approx(summary["test_loss"], abs=1e-6)
+    assert (out / "report.html").is_file()
+
+
 def test_plot_filters(run, tmp_path):
     out = tmp_path / "filters.png"
     assert main(["plot", "filters", str(run), "--out", str(out)]) == 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from digitlab.data.balance import epoch_generator
+
 AUGMENT_SEED_OFFSET = 15485863  # keeps the shifts independent of the epoch permutations
 
 
 def augment_generator(device: torch.device, seed: int, epoch: int) -> torch.Generator:
     """Seeded per epoch, so a resumed run draws the same shifts."""
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch +
-                                                      AUGMENT_SEED_OFFSET)
+    return epoch_generator(seed, epoch, AUGMENT_SEED_OFFSET, device)
 
 
 def random_shift(images: torch.Tensor, max_shift: int, gen: torch.Generator,

@@ -1,6 +1,9 @@
 """Splits and class balance: validation hold-out, long-tailed training sets, balanced orders.
 
 Everything here is a pure function of (labels, seed, epoch), so runs and resumes repeat exactly.
+The balance modes (data.balance): "none"; "weights" balances in the loss; "sampler" and "lecun"
+balance which samples an epoch draws (`draws_balanced`). The last data.balance_finetune_epochs
+epochs go back to the true frequencies (`epoch_balance`).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ import math
 import torch
 
 from digitlab.data.dataset import Split
+from digitlab.errors import ConfigError
+from digitlab.i18n import _
 
 VAL_SEED_OFFSET = 7919  # keeps the validation draw independent of the epoch permutations
 IMBALANCE_SEED_OFFSET = 104729
@@ -19,6 +24,26 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def epoch_generator(seed: int, epoch: int, offset: int = 0,
+                    device: torch.device | str = "cpu") -> torch.Generator:
+    """The random stream of one epoch, seeded by (seed, epoch) alone: a resumed run draws the
+    same orders and augmentations as one that never stopped. `offset` keeps independent
+    streams (orders, shifts) apart."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch + offset)
+
+
+def draws_balanced(balance: str) -> bool:
+    """The modes that balance which samples an epoch draws; "weights" balances in the loss
+    and draws like "none"."""
+    return balance in ("sampler", "lecun")
+
+
+def epoch_balance(balance: str, epoch: int, epochs: int, finetune_epochs: int) -> str:
+    """The balance mode in force in `epoch` (0-based): the configured one, then "none" for
+    the last `finetune_epochs` epochs (fine-tuning at the true class frequencies)."""
+    return balance if epoch < epochs - finetune_epochs else "none"
+
+
 def val_split(split: Split, val_size: float, seed: int) -> tuple[Split, Split | None]:
     """(train, val): val_size < 1 is a fraction, otherwise a count, drawn at random (seeded)."""
     if val_size == 0:
@@ -26,9 +51,6 @@ def val_split(split: Split, val_size: float, seed: int) -> tuple[Split, Split | 
     n = len(split)
     k = round(n * val_size) if val_size < 1 else int(val_size)
     if not 1 <= k < n:
-        from digitlab.errors import ConfigError
-        from digitlab.i18n import _
-
         raise ConfigError(_("data.val_size = {val_size} leaves {remaining} of {total} training "
                             "samples; choose a smaller fraction or count").format(
             val_size=val_size, remaining=n - k, total=n))
@@ -75,7 +97,7 @@ def balancing_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The order of epoch `epoch`; depends only on (seed, epoch), so a resumed run matches."""
-    return torch.randperm(n, generator=_gen(seed * 1_000_003 + epoch))
+    return torch.randperm(n, generator=epoch_generator(seed, epoch))
 
 
 def weighted_order(labels: torch.Tensor, num_classes: int, seed: int,
@@ -83,7 +105,7 @@ def weighted_order(labels: torch.Tensor, num_classes: int, seed: int,
     """WeightedRandomSampler semantics: N draws with replacement, P(i) ~ 1 / n_class(i)."""
     weights = balancing_weights(labels, num_classes)[labels]
     return torch.multinomial(weights, len(labels), replacement=True,
-                             generator=_gen(seed * 1_000_003 + epoch))
+                             generator=epoch_generator(seed, epoch))
 
 
 def lecun_batch_size(batch_size: int, num_classes: int) -> int:
@@ -91,16 +113,30 @@ def lecun_batch_size(batch_size: int, num_classes: int) -> int:
     return max(1, batch_size // num_classes) * num_classes
 
 
+def lecun_rows(labels: torch.Tensor, num_classes: int, batch_size: int) -> int:
+    """Rows of a lecun epoch (batches when every class is present): the largest class, used
+    once, in steps of batch_size / C."""
+    per_class = lecun_batch_size(batch_size, num_classes) // num_classes
+    return math.ceil(int(torch.bincount(labels, minlength=num_classes).max()) / per_class)
+
+
+def lecun_epoch_size(labels: torch.Tensor, num_classes: int, batch_size: int) -> int:
+    """Samples in one lecun epoch, len(lecun_order(...)), without drawing it."""
+    present = int((torch.bincount(labels, minlength=num_classes) > 0).sum())
+    per_class = lecun_batch_size(batch_size, num_classes) // num_classes
+    return lecun_rows(labels, num_classes, batch_size) * per_class * present
+
+
 def lecun_order(labels: torch.Tensor, num_classes: int, batch_size: int, seed: int,
                 epoch: int) -> torch.Tensor:
     """Per-class circular buffers; each batch takes batch_size / C from every class, until every
     sample of the largest class has been used once. Smaller classes wrap around (reshuffled
     each pass), so nothing is left on the floor and every batch is balanced."""
-    gen = _gen(seed * 1_000_003 + epoch)
+    gen = epoch_generator(seed, epoch)
     per_class = lecun_batch_size(batch_size, num_classes) // num_classes
     members = [(labels == c).nonzero().squeeze(1) for c in range(num_classes)]
     members = [m for m in members if len(m) > 0]
-    num_batches = math.ceil(max(len(m) for m in members) / per_class)
+    num_batches = lecun_rows(labels, num_classes, batch_size)
     needed = num_batches * per_class
     columns = []
     for m in members:

@@ -1,8 +1,9 @@
-"""Batching. The default keeps a whole split on the device as one tensor and batches it by
+"""Loaders. The default keeps a whole split on the device as one tensor and batches it by
 indexing with a seeded permutation: no per-sample Python, no PIL, no worker processes.
 `data.loader = "torch"` keeps the tutorial's Dataset + DataLoader path for comparison.
 
-Both paths draw the same permutation for a given (seed, epoch), so they yield the same batches.
+Both paths draw the same order for a given (seed, epoch) (`EpochOrder`), so they yield the
+same batches.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
 from digitlab.data.augment import augment_generator, random_shift
-from digitlab.data.balance import epoch_permutation, lecun_batch_size, lecun_order, weighted_order
+from digitlab.data.balance import (
+    draws_balanced,
+    epoch_permutation,
+    lecun_batch_size,
+    lecun_epoch_size,
+    lecun_order,
+    weighted_order,
+)
 from digitlab.data.dataset import Split
 
 
@@ -28,16 +36,36 @@ def epoch_order(labels: torch.Tensor, seed: int, epoch: int, balance: str = "non
     return epoch_permutation(len(labels), seed, epoch)
 
 
+def loader_batch_size(batch_size: int, balance: str, num_classes: int) -> int:
+    """The batch a loader yields: data.batch_size, rounded down to k * C for lecun."""
+    return lecun_batch_size(batch_size, num_classes) if balance == "lecun" else batch_size
+
+
+def epoch_size(labels: torch.Tensor, balance: str, num_classes: int, batch_size: int) -> int:
+    """Samples in one shuffled epoch: the split, or lecun's longer balanced epoch."""
+    if balance == "lecun":
+        return lecun_epoch_size(labels, num_classes, batch_size)
+    return len(labels)
+
+
+def epoch_batches(labels: torch.Tensor, batch_size: int, balance: str, num_classes: int) -> int:
+    """Batches in one shuffled training epoch in `balance` mode, without drawing its order:
+    what len(loader) gives for that epoch, for laying out schedules before training."""
+    return math.ceil(epoch_size(labels, balance, num_classes, batch_size)
+                     / loader_batch_size(batch_size, balance, num_classes))
+
+
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """uint8 [N, 28, 28] -> float32 [N, 1, 28, 28]; the same arithmetic as ToTensor + Normalize."""
     out = images.float()  # the only allocation; the rest is in place (a 60k split is 188 MB)
     return out.div_(255.0).sub_(mean).div_(std).unsqueeze(1)
 
 
-class Batching:
-    """What both loaders share: the epoch counter, the balance mode, and the order they imply.
+class EpochOrder:
+    """What both loaders share: the epoch, its balance mode, and the sample order they imply.
 
-    `balance` may be switched between epochs (balanced epochs, then true-frequency fine-tuning).
+    `set_epoch(epoch, balance)` switches both between epochs (balanced epochs, then
+    fine-tuning at the true frequencies); "weights" balances in the loss and draws like "none".
     """
 
     def __init__(self, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int,
@@ -45,16 +73,17 @@ class Batching:
         self.rank, self.world_size = rank, world_size  # DDP: this process's share of a batch
         self.cpu_labels = labels.cpu()
         self.requested_batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.balance, self.num_classes, self.epoch = balance, num_classes, 0
+        self.num_classes, self.epoch = num_classes, 0
+        self.balance = balance if draws_balanced(balance) else "none"
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, balance: str | None = None) -> None:
         self.epoch = epoch
+        if balance is not None:
+            self.balance = balance if draws_balanced(balance) else "none"
 
     @property
     def batch_size(self) -> int:
-        if self.balance == "lecun":
-            return lecun_batch_size(self.requested_batch_size, self.num_classes)
-        return self.requested_batch_size
+        return loader_batch_size(self.requested_batch_size, self.balance, self.num_classes)
 
     def order(self) -> torch.Tensor | None:
         """This epoch's sample indices (None: the stored order, for evaluation)."""
@@ -67,11 +96,12 @@ class Batching:
         return math.ceil(self._epoch_size() / self.batch_size)
 
     def _epoch_size(self) -> int:
-        if self.shuffle and self.balance == "lecun":
-            return len(self.order())
-        return len(self.cpu_labels)
+        if not self.shuffle:
+            return len(self.cpu_labels)
+        return epoch_size(self.cpu_labels, self.balance, self.num_classes,
+                          self.requested_batch_size)
 
-    def loss_weights(self) -> list[float]:
+    def rank_weights(self) -> list[float]:
         """DDP: per batch of this epoch, world size x this rank's share of the global batch.
 
         DDP averages the ranks' mean gradients with equal weight. Scaling each rank's loss by
@@ -84,7 +114,7 @@ class Batching:
                 (size // world + (self.rank < size % world)) * world / size for size in sizes]
 
 
-class DeviceLoader(Batching):
+class DeviceLoader(EpochOrder):
     """Every sample once per epoch, last partial batch kept, seeded order (shuffle=True)."""
 
     def __init__(self, split: Split, batch_size: int, device: torch.device, mean: float,
@@ -118,16 +148,16 @@ class DeviceLoader(Batching):
 
 
 class OrderSampler(Sampler):
-    """A DataLoader sampler that yields the Batching's order, so both loaders agree."""
+    """A DataLoader sampler that yields the EpochOrder's order, so both loaders agree."""
 
-    def __init__(self, batching: Batching):
-        self.batching = batching
+    def __init__(self, epoch_order: EpochOrder):
+        self.epoch_order = epoch_order
 
     def __len__(self) -> int:
-        return len(self.batching.order())
+        return len(self.epoch_order.order())
 
     def __iter__(self):
-        return iter(self.batching.order().tolist())
+        return iter(self.epoch_order.order().tolist())
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -150,7 +180,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return self.transform(image), int(self.labels[index])
 
 
-class TorchLoader(Batching):
+class TorchLoader(EpochOrder):
     """The tutorial's Dataset + DataLoader, drawing the same order as DeviceLoader."""
 
     def __init__(self, split: Split, batch_size: int, device: torch.device, mean: float,

@@ -3,6 +3,15 @@
 Search order for the folder: data.dir (--data-dir), then $DIGITLAB_DATA, then the user cache.
 In each root we accept the four files directly, torchvision's <root>/<Name>/raw/, or
 <root>/<name>/. A folder the user gave is only read; decoded tensors go to the cache.
+
+What is checked, file by file (`verify`, then `check_structure`):
+- every .gz file (all three datasets): the md5 of the official file, as torchvision lists it;
+- unpacked MNIST and Fashion-MNIST files: the md5 of the official unpacked file;
+- unpacked KMNIST files, whose md5s KMNIST does not publish: their structure, which is all we
+  can know without the official bytes: the IDX magic number (2051 images, 2049 labels),
+  28x28 images, 60,000 train and 10,000 test items, and labels 0..9;
+- every pair: images and labels of one split have the same count.
+A mismatch is a DataError that names the file and says which check failed.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ FILES = (  # base names, in torchvision's order: train images, train labels, tes
     "t10k-labels-idx1-ubyte",
 )
 DOWNLOAD_TIMEOUT = 10.0  # seconds per network operation; offline machines fail fast
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}  # items per split in every official set
+IMAGE_SHAPE = (28, 28)
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,7 @@ class Family:
     folder: str  # torchvision's folder name under root
     mirrors: tuple[str, ...]
     gz_md5: dict[str, str]  # official md5 of each .gz, from torchvision
-    raw_md5: dict[str, str]  # md5 of each unpacked file, where published
+    raw_md5: dict[str, str]  # md5 of each unpacked file, where published; else structure
     classes: tuple[str, ...]
 
 
@@ -76,7 +87,7 @@ KMNIST = Family(
     ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
     _table("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
            "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134"),
-    {},  # no published checksums of the unpacked files: those are checked by structure only
+    {},  # no published checksums of the unpacked files: check_structure checks those
     ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
 )
 FAMILIES = {f.name: f for f in (MNIST, FASHION, KMNIST)}
@@ -130,11 +141,16 @@ def _scan(root: Path, family: Family) -> tuple[dict[str, Path] | None, str]:
     return None, "; ".join(seen) or _("no IDX files there")
 
 
+def official_md5(family: Family, base: str, path: Path) -> str | None:
+    """The md5 the official file has, or None where none is published (unpacked KMNIST)."""
+    return family.gz_md5.get(base) if path.suffix == ".gz" else family.raw_md5.get(base)
+
+
 def verify(files: dict[str, Path], family: Family) -> list[str]:
     """Check every file against the official md5; return the md5s (the cache key)."""
     digests = []
     for base, path in files.items():
-        expected = family.gz_md5[base] if path.suffix == ".gz" else family.raw_md5.get(base)
+        expected = official_md5(family, base, path)
         actual = md5sum(path)
         if expected is not None and actual != expected:
             what = known_file(actual) or _("a corrupt or incomplete copy")
@@ -158,7 +174,8 @@ def _decode(files: dict[str, Path], family: Family, digests: list[str]) -> tuple
     for split, (images_base, labels_base) in (("train", FILES[:2]), ("test", FILES[2:])):
         path = folder / f"{split}.safetensors"
         tensors = _load_cached(path)
-        if tensors is None:
+        decoded = tensors is None
+        if decoded:
             images = torch.from_numpy(read_idx(files[images_base]).copy())
             labels = torch.from_numpy(read_idx(files[labels_base]).astype("int64"))
             if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -169,9 +186,40 @@ def _decode(files: dict[str, Path], family: Family, digests: list[str]) -> tuple
                         images_shape=tuple(images.shape), labels_shape=tuple(labels.shape))
                 ) from None
             tensors = {"images": images, "labels": labels}
+        # cached tensors too: a cache written before these checks existed is not trusted
+        check_structure(tensors, split, files, (images_base, labels_base), family)
+        if decoded:
             atomic_write_bytes(path, save(tensors))
         splits.append(Split(tensors["images"], tensors["labels"]))
     return splits[0], splits[1]
+
+
+def check_structure(tensors: dict[str, torch.Tensor], split: str, files: dict[str, Path],
+                    bases: tuple[str, str], family: Family) -> None:
+    """For files no official md5 vouches for: 28x28 images, the official item count, and
+    labels that name a class. (The magic numbers are checked by the IDX parser.)"""
+    images, labels = tensors["images"], tensors["labels"]
+    size, last = SPLIT_SIZES[split], len(family.classes) - 1
+    checks = [
+        (bases[0], images.ndim == 3 and tuple(images.shape[1:]) == IMAGE_SHAPE,
+         _("its images are {shape}, not 28x28").format(shape=list(images.shape[1:]))),
+        (bases[0], len(images) == size, _("it holds {count:,} images, not {size:,}")
+         .format(count=len(images), size=size)),
+        (bases[1], len(labels) == size, _("it holds {count:,} labels, not {size:,}")
+         .format(count=len(labels), size=size)),
+        (bases[1], len(labels) == 0 or 0 <= int(labels.min()) <= int(labels.max()) <= last,
+         _("its labels are not all in 0..{last}").format(last=last)),
+    ]
+    for base, ok, problem in checks:
+        if not ok and official_md5(family, base, files[base]) is None:
+            raise DataError(_(
+                "{path} is not the official {dataset} file: {problem}. {dataset} publishes no "
+                "md5 of its unpacked files, so they are checked by structure (IDX magic number, "
+                "28x28 images, {train_size:,} train and {test_size:,} test items, labels "
+                "0..{last}). Replace it with the official {filename}.gz, which is checked by "
+                "md5.").format(path=files[base], dataset=family.title, problem=problem,
+                               train_size=SPLIT_SIZES["train"], test_size=SPLIT_SIZES["test"],
+                               last=last, filename=base))
 
 
 def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from digitlab.config import Config, ModelConfig, build_config
+from digitlab.config import Config, build_config
 from digitlab.data import SOURCES
+from digitlab.data.mnist import DIGITS
 from digitlab.i18n import _, ngettext
 from digitlab.inference.predictor import Predictor
 from digitlab.models import build_model
@@ -29,9 +29,9 @@ from digitlab.training.bench import (
 
 def predict_throughput(images: torch.Tensor, single: int = 300) -> dict:
     """Images per second through Predictor.probabilities: one call per 1000, and one by one."""
-    model = build_model(ModelConfig(), 10).eval()
-    predictor = Predictor(model, Config(), tuple("0123456789"), 0.1307, 0.3081,
-                          torch.device("cpu"), {}, Path("-"))
+    cfg = Config()  # the seed recipe's model and normalization, untrained: speed only
+    model = build_model(cfg.model, 10).eval()
+    predictor = Predictor(model, cfg, DIGITS, cfg.data.mean, cfg.data.std, torch.device("cpu"))
     predictor.probabilities(images[:1000])  # warm-up
     started = time.perf_counter()
     for start in range(0, len(images), 1000):

@@ -2,10 +2,16 @@
 
 Input: float32 [N, 1, 28, 28], raw intensities in [0, 1], white ink on black as in MNIST.
 Output: logits [N, C]. The batch dimension is dynamic.
+
+The file is serialized in memory and written with `io.atomic_write_bytes` (a `mkstemp` name in
+the target folder, then a rename), so no fixed temporary name exists for anyone to plant a
+symlink at, and a reader sees the old file or the new one. An existing file is overwritten only
+with `force` (`--force`), as train refuses an existing run folder.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -15,6 +21,8 @@ from digitlab.errors import UsageError
 from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
 from digitlab.io import atomic_write_bytes
+
+FORMATS = ("onnx", "torchscript")
 
 
 class Normalized(nn.Module):
@@ -27,6 +35,7 @@ class Normalized(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        # data.loader.normalize's arithmetic after its / 255 (the input is already in [0, 1])
         return self.model((pixels - self.mean) / self.std)
 
 
@@ -36,30 +45,49 @@ def exportable(source: str | Path) -> tuple[Normalized, Predictor]:
     return wrapped, predictor
 
 
-def export(source: str | Path, fmt: str, out: str | Path) -> Path:
-    out = Path(out)
-    wrapped, _predictor = exportable(source)
+def check_destination(out: Path, force: bool) -> None:
+    """Refuse, before any work, a folder as --out, and an existing file without --force."""
+    if out.is_dir():
+        raise UsageError(_("--out {path} is a folder; give a file name such as {example}")
+                         .format(path=out, example=out / "model.onnx"))
+    if (out.exists() or out.is_symlink()) and not force:
+        raise UsageError(_("{path} already exists; pass --force to overwrite it, or choose "
+                           "another --out").format(path=out))
+
+
+def serialized(wrapped: Normalized, fmt: str) -> bytes:
+    """The ONNX or TorchScript file's bytes, made in memory."""
     example = torch.rand(2, 1, 28, 28)
-    tmp = out.with_name(f".{out.name}.tmp")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    if fmt == "torchscript":
+        torch.jit.save(torch.jit.trace(wrapped, example), buffer)
+    else:
+        torch.onnx.export(wrapped, (example,), buffer, input_names=["pixels"],
+                          output_names=["logits"], dynamo=False,
+                          dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17)
+    return buffer.getvalue()
+
+
+def export(source: str | Path, fmt: str, out: str | Path, force: bool = False) -> Path:
+    out = Path(out)
+    if fmt not in FORMATS:
+        raise UsageError(_("unknown export format {export_format!r}; choose onnx or "
+                           "torchscript").format(export_format=fmt))
+    if fmt == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise UsageError(_("ONNX export needs the export extra: "
+                               "pip install 'digitlab[export]'")) from None
+    check_destination(out, force)
+    wrapped, _predictor = exportable(source)
+    data = serialized(wrapped, fmt)
+    check_destination(out, force)  # again: the export took a while
     try:
-        if fmt == "torchscript":
-            traced = torch.jit.trace(wrapped, example)
-            traced.save(str(tmp))
-        elif fmt == "onnx":
-            try:
-                import onnx  # noqa: F401
-            except ImportError:
-                raise UsageError(_("ONNX export needs the export extra: "
-                                   "pip install 'digitlab[export]'")) from None
-            torch.onnx.export(wrapped, (example,), str(tmp), input_names=["pixels"],
-                              output_names=["logits"], dynamo=False,
-                              dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
-                              opset_version=17)
-        else:
-            raise UsageError(_("unknown export format {export_format!r}; choose onnx or "
-                               "torchscript").format(export_format=fmt))
-        atomic_write_bytes(out, tmp.read_bytes())
-    finally:
-        tmp.unlink(missing_ok=True)
+        atomic_write_bytes(out, data)
+    except OSError as e:  # a read-only folder, a file where a folder should be, a full disk
+        error = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        raise UsageError(_("cannot write {path} ({error}); choose another --out").format(
+            path=out, error=error)) from None
     return out

@@ -1,90 +1,86 @@
 """Load a trained model from a run directory or a checkpoint file, and predict digits.
 
 Everything needed (architecture, normalization, class names) is in the checkpoint's metadata,
-so a checkpoint file alone is enough. Nothing is unpickled.
+so a checkpoint file alone is enough. Nothing is unpickled; `load_run` checks the file first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from digitlab.config import Config, from_dict, load_run_config
-from digitlab.errors import CheckpointError
-from digitlab.i18n import _
+from digitlab.config import Config
+from digitlab.data.loader import normalize
 from digitlab.inference.preprocess import ImageError, preprocess
-from digitlab.models import build_model
-from digitlab.training.checkpoint import load_checkpoint, restore_model
-from digitlab.training.distributed import resolve_device
+from digitlab.inference.run import Run, load_run
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                   ".pgm", ".pbm"}
 
 
-def checkpoint_path(source: str | Path) -> Path:
-    """RUN_DIR -> the checkpoint the run reported (best after early stopping, else last)."""
-    source = Path(source)
-    if source.is_file():
-        return source
-    if not source.is_dir():
-        raise CheckpointError(_("{source} is neither a run directory nor a checkpoint file")
-                              .format(source=source))
-    best, last = source / "checkpoints" / "best.safetensors", source / "checkpoints" / \
-        "last.safetensors"
-    config = source / "config.toml"
-    if config.is_file() and load_run_config(config).train.early_stop_patience and best.is_file():
-        return best
-    return last
-
-
 @dataclass
 class Predictor:
-    model: torch.nn.Module
+    """A model with what reading digits needs: its class names and the normalization it was
+    trained with. `Predictor.load` reads a run; the constructor takes a model in memory."""
+
+    model: torch.nn.Module  # eval mode, on `device`
     cfg: Config
     classes: tuple[str, ...]
-    mean: float
+    mean: float  # the Normalize the model was trained with, in pixel units / 255
     std: float
     device: torch.device
-    meta: dict
-    path: Path
+    meta: dict = field(default_factory=dict)  # the checkpoint's metadata; {} for a model in memory
+    path: Path | None = None  # the checkpoint file; None for a model in memory
 
     @classmethod
     def load(cls, source: str | Path, device: str = "auto") -> Predictor:
-        path = checkpoint_path(source)
-        tensors, meta = load_checkpoint(path)
-        try:
-            cfg = from_dict(meta["config"])
-            classes = tuple(meta["classes"])
-        except (KeyError, TypeError, AttributeError) as e:
-            raise CheckpointError(
-                _("{path}: its metadata lacks the config or classes ({error})").format(
-                    path=path, error=e)) from None
-        model = build_model(cfg.model, len(classes))
-        restore_model(model, tensors, str(path))
-        dev = resolve_device(device)
-        return cls(model.to(dev).eval(), cfg, classes, float(meta["mean"]), float(meta["std"]),
-                   dev, meta, path)
+        """The model a run directory or checkpoint file reports; CheckpointError otherwise."""
+        return cls.from_run(load_run(source, device))
+
+    @classmethod
+    def from_run(cls, run: Run) -> Predictor:
+        return cls(run.model, run.cfg, run.classes, run.mean, run.std, run.device, run.meta,
+                   run.path)
 
     @torch.no_grad()
     def probabilities(self, digits: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 [N, 28, 28] (white ink on black) -> probabilities [N, C] on the CPU."""
         images = torch.as_tensor(np.asarray(digits), dtype=torch.uint8).to(self.device)
-        x = (images.float() / 255.0 - self.mean) / self.std
-        return self.model(x.unsqueeze(1)).float().softmax(dim=1).cpu()
+        return self.model(normalize(images, self.mean, self.std)).float().softmax(dim=1).cpu()
 
     def predict_file(self, path: str | Path | bytes) -> tuple[np.ndarray, torch.Tensor]:
         digit = preprocess(path)
         return digit, self.probabilities(digit[None])[0]
 
     def describe(self) -> dict:
-        metrics = self.meta.get("metrics", {})
+        """What is loaded, as JSON-ready values: the checkpoint as RUN/checkpoints/FILE (never
+        an absolute path, which GET /model would show to any page), and None for a number
+        that is missing, not finite, or not a number in crafted metadata."""
+        def number(value) -> float | None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return None
+            try:
+                value = float(value)
+            except OverflowError:
+                return None
+            return value if np.isfinite(value) else None
+
+        metrics = self.meta.get("metrics")
+        metrics = metrics if isinstance(metrics, dict) else {}
+        epoch = self.meta.get("epoch")
+        checkpoint = None if self.path is None else self.path.name  # None: a model in memory
+        run = self.path.parent.parent.name if self.path is not None else ""
+        if run and self.path.parent.name == "checkpoints":
+            checkpoint = f"{run}/checkpoints/{self.path.name}"
         return {"model": self.cfg.model.name, "dataset": self.meta.get("dataset"),
-                "classes": list(self.classes), "epoch": self.meta.get("epoch"),
-                "test_accuracy": metrics.get("test_accuracy"), "checkpoint": str(self.path),
-                "normalization": {"mean": self.mean, "std": self.std},
+                "classes": list(self.classes),
+                "epoch": epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
+                "test_accuracy": number(metrics.get("test_accuracy")),
+                "checkpoint": checkpoint,
+                "normalization": {"mean": number(self.mean), "std": number(self.std)},
                 "config": {"model": self.cfg.model.name, "activation": self.cfg.model.activation,
                            "loss": self.cfg.loss.name, "optimizer": self.cfg.optim.name,
                            "epochs": self.cfg.train.epochs}}
@@ -101,6 +97,28 @@ def expand_inputs(paths: list[str]) -> list[Path]:
         else:
             files.append(p)
     return files
+
+
+def as_label(name: str) -> int | str:
+    """Digit classes print as ints (7), others keep their names ("Sneaker")."""
+    return int(name) if name.isdigit() else name
+
+
+def prediction(probs: torch.Tensor, classes: tuple[str, ...], top_k: int = 1) -> dict:
+    """One image's probabilities as JSON-ready values: status "ok", label, confidence,
+    probabilities, and top_k when top_k > 1. When the model's output is not finite (weights
+    that overflow on this input), status "not-finite" and nulls: JSON has no NaN."""
+    if not bool(torch.isfinite(probs).all()):
+        nulls = {"label": None, "confidence": None, "probabilities": None}
+        return {"status": "not-finite", **nulls, **({"top_k": None} if top_k > 1 else {})}
+    top = probs.topk(min(top_k, len(probs)))
+    result = {"status": "ok", "label": as_label(classes[int(top.indices[0])]),
+              "confidence": float(top.values[0]),
+              "probabilities": [round(float(p), 6) for p in probs]}
+    if top_k > 1:
+        result["top_k"] = [{"label": as_label(classes[int(i)]), "probability": float(v)}
+                           for v, i in zip(top.values, top.indices, strict=True)]
+    return result
 
 
 def show(original: Path, digit: np.ndarray, label: str, confidence: float, path: Path) -> Path:
@@ -123,4 +141,4 @@ def show(original: Path, digit: np.ndarray, label: str, confidence: float, path:
     return path
 
 
-__all__ = ["ImageError", "Predictor", "expand_inputs", "show"]
+__all__ = ["ImageError", "Predictor", "as_label", "expand_inputs", "prediction", "show"]

@@ -9,13 +9,15 @@ colour, alpha. Each step below removes one of those differences.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from digitlab.i18n import _
+from digitlab.i18n import N_, _
 
 MAX_PIXELS = 40_000_000  # decoded pixels; more is refused as a decompression bomb
 WORK_SIZE = 512  # longest side while cleaning up; plenty for a digit, fast on a CPU
@@ -27,11 +29,42 @@ class ImageError(ValueError):
     """An input that cannot be turned into a digit; the message says why."""
 
 
+FILE_KINDS = {stat.S_IFDIR: N_("a directory"), stat.S_IFIFO: N_("a FIFO"),
+              stat.S_IFCHR: N_("a character device"), stat.S_IFBLK: N_("a block device"),
+              stat.S_IFSOCK: N_("a socket")}
+
+
+def _refuse_unless_regular(mode: int, name: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = FILE_KINDS.get(stat.S_IFMT(mode), N_("not a regular file"))
+        raise ImageError(_("{name}: {kind}, not an image file; give image files or folders")
+                         .format(name=name, kind=_(kind)))
+
+
+def open_regular(path: str | Path):
+    """A regular file opened for binary reading. FIFOs, devices and sockets are refused by
+    name from os.stat, before any open: a FIFO blocks open() until a writer comes, and
+    /dev/zero never ends. The fd is opened non-blocking and checked again, in case the path
+    was swapped between the stat and the open."""
+    _refuse_unless_regular(os.stat(path).st_mode, str(path))
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # 0 on Windows, which has no FIFOs to open
+    fd = os.open(path, os.O_RDONLY | nonblocking)
+    try:
+        _refuse_unless_regular(os.fstat(fd).st_mode, str(path))
+        if nonblocking:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def open_image(source: str | Path | bytes) -> Image.Image:
-    """A decoded Pillow image, or ImageError for unreadable, truncated or oversized input."""
+    """A decoded Pillow image, or ImageError for unreadable, truncated or oversized input,
+    and for paths that are not regular files."""
     name = "<upload>" if isinstance(source, bytes) else str(source)
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+        handle = io.BytesIO(source) if isinstance(source, bytes) else open_regular(source)
     except OSError as e:
         raise ImageError(_("{name}: cannot open ({error})").format(
             name=name, error=e.strerror or e)) from None

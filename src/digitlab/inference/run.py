@@ -2,7 +2,8 @@
 
 A run directory or one of its checkpoint files gives the model the run reports (see
 `digitlab.training.checkpoint.reported_checkpoint`), with what it needs to be used: config,
-class names and the normalization it was trained with. Nothing is unpickled.
+class names and the normalization it was trained with. Nothing is unpickled, and nothing in
+the file is trusted: `load_model` checks the metadata, the shapes and the weights first.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from pathlib import Path
 import torch
 
 from digitlab.config import Config
-from digitlab.errors import CheckpointError
-from digitlab.i18n import _
 from digitlab.training.checkpoint import load_model
 from digitlab.training.distributed import resolve_device
 
@@ -32,12 +31,8 @@ class Run:
 
 
 def load_run(source: str | Path, device: str = "auto") -> Run:
-    model, cfg, meta, path = load_model(source)
-    try:
-        classes = tuple(str(c) for c in meta["classes"])
-        mean, std = float(meta["mean"]), float(meta["std"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(_("{path}: its metadata lacks the config or classes ({error})")
-                              .format(path=path, error=e)) from None
+    """The run's reported model on `device`; a CheckpointError naming the file otherwise."""
+    model, cfg, meta, path = load_model(source)  # classes, mean and std are checked there
     dev = resolve_device(device)
-    return Run(model.to(dev), cfg, classes, mean, std, dev, meta, path)
+    return Run(model.to(dev), cfg, tuple(meta["classes"]), float(meta["mean"]),
+               float(meta["std"]), dev, meta, path)

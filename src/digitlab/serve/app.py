@@ -4,18 +4,19 @@
     POST /predict   multipart field `file` (an image), or JSON {"pixels": 28x28 numbers}
     GET  /model     what is loaded: model, dataset, test accuracy, config summary
     GET  /healthz   {"status": "ok"}
-    GET  /docs      the OpenAPI page (FastAPI's default; it alone loads Swagger UI from a CDN)
+    GET  /openapi.json  the API's schema. There is no /docs page: FastAPI's loads Swagger UI
+                    from a CDN, and everything here works without the internet.
 
 Uploads go through the same preprocessing as `digitlab predict` (crop, 20x20 box, centre of
 mass), so a canvas, a scan or a photo all arrive at the model in MNIST's form. Bodies over
-2 MB are refused with 413 before they are read in full; anything that is not a usable image
-is a 4xx with a JSON {"detail": "..."}.
+2 MB (JSON: 64 kB, 8 levels of nesting) are refused with 413 or 422 before they are read in
+full or parsed; anything that is not a usable image is a 4xx with a JSON {"detail": "..."}.
+Requests pass `guard.RequestGuard` first: on loopback only a Host naming this machine is
+answered (DNS rebinding), and a POST from another origin is refused.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import math
 from pathlib import Path
@@ -32,12 +33,20 @@ from starlette.exceptions import HTTPException
 from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import FRAME, ImageError, preprocess
+from digitlab.serve.guard import (
+    MAX_JSON_BODY,
+    PayloadTooLarge,
+    RequestGuard,
+    allowed_hosts,
+    is_loopback,
+    parse_json,
+    read_body,
+)
 
-MAX_BODY = 2 * 1024 * 1024  # bytes; a drawing is a few kB, a phone photo rarely more than this
 STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger("digitlab.serve")
 
-# The page and its assets come from this server only; /docs is left alone (it needs a CDN).
+# The page and its assets come from this server only.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
                                "connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -53,10 +62,6 @@ class Prediction(BaseModel):
     confidence: float
     probabilities: list[float]
     preprocessed: list[list[int]]
-
-
-class PayloadTooLarge(Exception):
-    pass
 
 
 PREDICT_BODY = {
@@ -77,24 +82,6 @@ PREDICT_BODY = {
                                           "given, without re-centring"}}}},
     },
 }
-
-
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The request body, reading at most limit + 1 bytes; PayloadTooLarge beyond limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise PayloadTooLarge
-        except ValueError:
-            raise HTTPException(400, _("invalid Content-Length header")) from None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def replay(request: Request, body: bytes) -> Request:
@@ -128,9 +115,7 @@ def pixels_array(payload) -> np.ndarray:
         for v in row:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise shape_error
-            if not math.isfinite(v):
-                raise HTTPException(422, _("pixels must be finite numbers"))
-            values.append(float(v))
+            values.append(pixel_value(v))
     array = np.asarray(values, dtype=np.float64).reshape(FRAME, FRAME)
     if array.min() < 0 or array.max() > 255:
         raise HTTPException(422, _("pixels must lie in 0..255 (or 0..1)"))
@@ -140,6 +125,27 @@ def pixels_array(payload) -> np.ndarray:
     if int((digit > 76).sum()) < 4:
         raise HTTPException(400, _("no digit found (the pixels are blank)"))
     return digit
+
+
+def pixel_value(number: int | float) -> float:
+    try:
+        value = float(number)
+    except OverflowError:  # an integer beyond float's range, e.g. 10**400
+        raise HTTPException(422, _("pixels must lie in 0..255 (or 0..1)")) from None
+    if not math.isfinite(value):
+        raise HTTPException(422, _("pixels must be finite numbers"))
+    return value
+
+
+def finite(value):
+    """value with every NaN or infinity replaced by None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
 
 
 async def upload_bytes(request: Request, body: bytes, content_type: str) -> bytes:
@@ -158,41 +164,72 @@ async def upload_bytes(request: Request, body: bytes, content_type: str) -> byte
                                '{{"pixels": ...}}').format())
 
 
-def create_app(predictor: Predictor) -> FastAPI:
+def answer(predictor: Predictor, digit: np.ndarray) -> dict:
+    """uint8 [28, 28] -> the /predict answer; 503 if the model gives NaN (broken weights)."""
+    probs = predictor.probabilities(digit[None])[0]
+    if not bool(probs.isfinite().all()):
+        raise HTTPException(503, _("the model's output is not finite: its weights are broken; "
+                                   "serve another checkpoint"))
+    index = int(probs.argmax())
+    name = predictor.classes[index]
+    return {"label": int(name) if name.isdigit() else index, "class_name": name,
+            "confidence": float(probs[index]), "probabilities": [float(p) for p in probs],
+            "preprocessed": digit.astype(int).tolist()}
+
+
+def from_image(predictor: Predictor, data: bytes) -> dict:
+    if not data:
+        raise ImageError(_("the upload is empty"))
+    try:
+        digit = preprocess(data)
+    except ImageError:
+        raise
+    except Exception as e:  # the bytes are the client's: any decoder failure is theirs
+        log.warning("preprocessing failed", exc_info=True)
+        raise ImageError(_("could not read the image ({error_type})").format(
+            error_type=type(e).__name__)) from None
+    return answer(predictor, digit)
+
+
+async def image_error(request: Request, exc: ImageError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+async def too_large(request: Request, exc: PayloadTooLarge) -> JSONResponse:
+    if exc.limit == MAX_JSON_BODY:
+        detail = _("JSON body larger than {limit} kB").format(limit=exc.limit // 1024)
+    else:
+        detail = _("upload larger than {limit} MB").format(limit=exc.limit // (1024 * 1024))
+    return JSONResponse({"detail": detail}, status_code=413)
+
+
+class Static(StaticFiles):
+    async def get_response(self, path, scope):
+        response = await super().get_response(path, scope)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+
+PREDICT_RESPONSES = {
+    400: {"description": "not a usable image, or no digit found"},
+    403: {"description": "a POST from another origin"},
+    413: {"description": "body over 2 MB (JSON: over 64 kB)"},
+    415: {"description": "unsupported content type"},
+    421: {"description": "bound to loopback, and the Host header names another machine"},
+    422: {"description": "malformed pixels, JSON or form"},
+    503: {"description": "the model's output is not finite"},
+}
+
+
+def create_app(predictor: Predictor, host: str = "127.0.0.1") -> FastAPI:
+    """The app for `predictor`, served on the address `host`: on loopback, requests must name
+    this machine in their Host header (see guard.RequestGuard)."""
     app = FastAPI(title="digitlab", summary="Draw a digit; a trained model reads it.",
-                  version="1")
+                  version="1", docs_url=None, redoc_url=None)  # both pages need a CDN
     app.state.predictor = predictor
-
-    @app.exception_handler(ImageError)
-    async def image_error(request: Request, exc: ImageError):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    @app.exception_handler(PayloadTooLarge)
-    async def too_large(request: Request, exc: PayloadTooLarge):
-        return JSONResponse({"detail": _("upload larger than {limit} MB").format(
-            limit=MAX_BODY // (1024 * 1024))}, status_code=413)
-
-    def answer(digit: np.ndarray) -> dict:
-        probs = predictor.probabilities(digit[None])[0]
-        index = int(probs.argmax())
-        name = predictor.classes[index]
-        return {"label": int(name) if name.isdigit() else index, "class_name": name,
-                "confidence": float(probs[index]),
-                "probabilities": [float(p) for p in probs],
-                "preprocessed": digit.astype(int).tolist()}
-
-    def from_image(data: bytes) -> dict:
-        if not data:
-            raise ImageError(_("the upload is empty"))
-        try:
-            digit = preprocess(data)
-        except ImageError:
-            raise
-        except Exception as e:  # the bytes are the client's: any decoder failure is theirs
-            log.warning("preprocessing failed", exc_info=True)
-            raise ImageError(_("could not read the image ({error_type})").format(
-                error_type=type(e).__name__)) from None
-        return answer(digit)
+    app.add_middleware(RequestGuard, hosts=allowed_hosts(host))
+    app.add_exception_handler(ImageError, image_error)
+    app.add_exception_handler(PayloadTooLarge, too_large)
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -204,50 +241,28 @@ def create_app(predictor: Predictor) -> FastAPI:
 
     @app.get("/model")
     async def model() -> dict:
-        return predictor.describe()
+        return finite(predictor.describe())
 
     @app.post("/predict", response_model=Prediction, openapi_extra={"requestBody": PREDICT_BODY},
-              responses={400: {"description": "not a usable image, or no digit found"},
-                         413: {"description": "body over 2 MB"},
-                         415: {"description": "unsupported content type"},
-                         422: {"description": "malformed pixels or form"}})
+              responses=PREDICT_RESPONSES)
     async def predict(request: Request):
         """Classify an uploaded image (preprocessed like `digitlab predict`) or 28x28 pixels."""
-        body = await read_body(request)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json" or content_type.endswith("+json"):
-            try:
-                payload = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                raise HTTPException(422, "the body is not valid JSON") from None
-            return await run_in_threadpool(answer, pixels_array(payload))
-        data = await upload_bytes(request, body, content_type)
-        return await run_in_threadpool(from_image, data)
-
-    class Static(StaticFiles):
-        async def get_response(self, path, scope):
-            response = await super().get_response(path, scope)
-            response.headers.update(PAGE_HEADERS)
-            return response
+            payload = parse_json(await read_body(request, MAX_JSON_BODY))
+            return await run_in_threadpool(answer, predictor, pixels_array(payload))
+        data = await upload_bytes(request, await read_body(request), content_type)
+        return await run_in_threadpool(from_image, predictor, data)
 
     app.mount("/static", Static(directory=STATIC), name="static")
     return app
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(source: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto") -> None:
     import uvicorn
 
     predictor = Predictor.load(source, device=device)
-    app = create_app(predictor)
+    app = create_app(predictor, host=host)
     info = predictor.describe()
     accuracy = info.get("test_accuracy")
     if accuracy is not None:

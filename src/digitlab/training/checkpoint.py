@@ -2,13 +2,21 @@
 
 Tensor keys: "model.<param>" for the weights, "optim.<param id>.<name>" for optimizer state.
 Metadata (the header's "digitlab" entry, JSON): format version, config, epoch, step,
-normalization, class names, and the optimizer's non-tensor state (param groups, scalars).
+normalization, class names, the optimizer's non-tensor state (param groups, scalars), and
+"sha256": a digest of every tensor (name, dtype, shape, bytes) and of the rest of the metadata,
+checked on load so that a flipped bit is named instead of silently loaded. Files written before
+the digest existed have no "sha256" and load unchecked.
 The file is written to a temp name and renamed, so it is either the old one or the new one.
+
+`load_model` is the one way to get a model out of a checkpoint: it trusts nothing in the file
+(crafted metadata, a layer of 10**12 units, NaN weights) and raises CheckpointError instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import random
 from pathlib import Path
 
@@ -79,6 +87,29 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     random.setstate((version, tuple(python_state), python_gauss))
 
 
+def _brief(value: object, limit: int = 200) -> str:
+    """A value or error as at most `limit` characters: crafted metadata can be megabytes."""
+    text = str(value) if isinstance(value, BaseException) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def payload_digest(tensors: dict[str, torch.Tensor], meta: dict) -> str:
+    """SHA-256 over each tensor's name, dtype, shape and raw bytes (in sorted name order), then
+    the metadata as sorted-key JSON: one pass over the bytes, cheap next to writing them."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().cpu().contiguous()
+        digest.update(json.dumps([key, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # any dtype, as bytes
+    digest.update(json.dumps(meta, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None, meta: dict,
                     extra: dict[str, torch.Tensor] | None = None) -> None:
@@ -89,11 +120,17 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module,
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = _optimizer_tensors(optimizer)
         tensors.update(optim_tensors)
+    # through JSON once, so that the digest sees what load_checkpoint will read back
+    # (tuples become lists, integer keys become strings)
+    meta = json.loads(json.dumps(meta))
+    meta["sha256"] = payload_digest(tensors, meta)
     atomic_write_bytes(path, save(tensors, metadata={"digitlab": json.dumps(meta)}))
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, metadata) of a checkpoint, or a CheckpointError that names the file."""
+    """(tensors, metadata) of a checkpoint, or a CheckpointError that names the file.
+
+    The metadata comes back as it was saved: without the "sha256" entry, which is checked."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(_("checkpoint {path} does not exist; train a run first").format(
@@ -105,15 +142,20 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             # differently, which would break bit-exact resume (seen with L-BFGS's dot products)
             tensors = {key: f.get_tensor(key).clone() for key in f.keys()}
         meta = json.loads(header["digitlab"])
-    except (SafetensorError, OSError, KeyError, ValueError) as e:
+    except (SafetensorError, OSError, KeyError, ValueError, RecursionError) as e:
         raise CheckpointError(
             _("{path} is not a readable digitlab checkpoint ({error_type}: {error}); "
               "it may be truncated or corrupt: use another checkpoint or retrain").format(
-                path=path, error_type=type(e).__name__, error=e)
+                path=path, error_type=type(e).__name__, error=_brief(e))
         ) from None
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(_("{path} has unknown checkpoint format {format_name!r}").format(
-            path=path, format_name=meta.get("format")))
+            path=path, format_name=_brief(meta.get("format") if isinstance(meta, dict) else meta)))
+    expected = meta.pop("sha256", None)  # None: written before digests were stored
+    if expected is not None and expected != payload_digest(tensors, meta):
+        raise CheckpointError(_("{path}: checksum mismatch: the file is corrupt (a changed bit "
+                                "in its tensors or metadata); use another checkpoint or "
+                                "retrain").format(path=path))
     return tensors, meta
 
 
@@ -159,17 +201,86 @@ def reported_checkpoint(source: str | Path) -> Path:
     return source / "checkpoints" / "last.safetensors"
 
 
+def model_spec(meta: dict, path: Path) -> tuple[Config, tuple[str, ...]]:
+    """The config and class names in a checkpoint's metadata, each checked: a missing or
+    mistyped entry, or a config that does not validate, is a CheckpointError naming the file."""
+    for field in ("config", "classes", "mean", "std"):
+        if field not in meta:
+            raise CheckpointError(_("{path}: its metadata has no {field!r}; it was not written "
+                                    "by digitlab train, or it was edited").format(path=path,
+                                                                                  field=field))
+    classes = meta["classes"]
+    if not (isinstance(classes, list) and len(classes) >= 2
+            and all(isinstance(name, str) for name in classes)):
+        raise CheckpointError(_("{path}: its metadata's classes must be a list of two or more "
+                                "names, got {value}").format(path=path, value=_brief(classes)))
+    for field in ("mean", "std"):
+        value = meta[field]
+        if not _is_number(value) or (field == "std" and value <= 0):
+            raise CheckpointError(_("{path}: its metadata's {field} must be a finite number"
+                                    "{condition}, got {value}").format(
+                path=path, field=field, condition=" > 0" if field == "std" else "",
+                value=_brief(value)))
+    config = meta["config"]
+    try:
+        if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+            raise TypeError(_("it must be a table of [sections]"))
+        cfg = from_dict(config)
+    except (DigitlabError, TypeError, ValueError, OverflowError, AttributeError) as e:
+        raise CheckpointError(_("{path}: its metadata is not a valid digitlab config ({error})")
+                              .format(path=path, error=_brief(e, 300))) from None
+    return cfg, tuple(classes)
+
+
+def _check_fits(cfg: Config, num_classes: int, tensors: dict[str, torch.Tensor],
+                path: Path) -> None:
+    """The model the config describes, built on the meta device (no memory, no compute), must
+    have exactly the checkpoint's tensors, name for name and shape for shape. So a crafted
+    config cannot make us allocate more than the file itself holds."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(cfg.model, num_classes)
+    except (RuntimeError, ValueError, OverflowError, TypeError, MemoryError) as e:
+        raise CheckpointError(_("{path}: its config does not give a model ({error})")
+                              .format(path=path, error=_brief(e))) from None
+    expected = {f"model.{k}": tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items() if k.startswith("model.")}
+    problem = None
+    if missing := sorted(expected.keys() - found.keys()):
+        problem = _("missing {names}").format(names=", ".join(missing[:3]))
+    elif unexpected := sorted(found.keys() - expected.keys()):
+        problem = _("unexpected {names}").format(names=", ".join(unexpected[:3]))
+    elif wrong := [k for k in expected if expected[k] != found[k]]:
+        problem = _("{name} has shape {shape}, the config needs {expected}").format(
+            name=wrong[0], shape=list(found[wrong[0]]), expected=list(expected[wrong[0]]))
+    if problem:
+        raise CheckpointError(_("{path} does not fit a {model_name} model with {num_classes} "
+                                "classes ({problem}); was it saved from another "
+                                "architecture?").format(path=path, model_name=cfg.model.name,
+                                                        num_classes=num_classes, problem=problem))
+
+
+def _check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    for key, tensor in tensors.items():
+        if key.startswith("model.") and tensor.is_floating_point() \
+                and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(_("{path}: the model's weights are not finite (NaN or Infinity "
+                                    "in {name}); the run diverged: use an earlier checkpoint or "
+                                    "retrain with a lower learning rate").format(path=path,
+                                                                                 name=key))
+
+
 def load_model(source: str | Path) -> tuple[torch.nn.Module, Config, dict, Path]:
     """(model on the CPU in eval mode, its config, the checkpoint metadata, the file) for a run
-    directory or checkpoint file; every problem is a CheckpointError naming the file."""
+    directory or checkpoint file; every problem is a CheckpointError naming the file.
+
+    The metadata's classes, mean and std are checked here (a list of names, finite numbers,
+    std > 0), so callers may use them as they are."""
     path = reported_checkpoint(source)
     tensors, meta = load_checkpoint(path)
-    try:
-        cfg = from_dict(meta["config"])
-        classes = meta["classes"]
-        model = build_model(cfg.model, len(classes))
-    except (KeyError, TypeError, AttributeError, ValueError, DigitlabError) as e:
-        raise CheckpointError(_("{path}: its metadata is not a valid digitlab config ({error})")
-                              .format(path=path, error=e)) from None
+    cfg, classes = model_spec(meta, path)
+    _check_fits(cfg, len(classes), tensors, path)
+    _check_finite(tensors, path)
+    model = build_model(cfg.model, len(classes))
     restore_model(model, tensors, str(path))
     return model.eval(), cfg, meta, path

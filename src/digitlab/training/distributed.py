@@ -81,6 +81,8 @@ def cleanup(world: World) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    """"auto" (cuda, then mps, then cpu), "cpu", "mps", "cuda" or "cuda:N" -> a torch.device
+    that exists here; anything else is a UsageError that names the choices."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -94,4 +96,20 @@ def resolve_device(name: str) -> torch.device:
                               and torch.backends.mps.is_available()):
         raise UsageError(_("train.device is 'mps' but MPS is not available; "
                            "use --device auto"))
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(_("unknown device {device!r}; use auto, cpu, cuda, cuda:N or "
+                           "mps").format(device=name)) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(_("unknown device {device!r}; use auto, cpu, cuda, cuda:N or "
+                           "mps").format(device=name))
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(_("{device!r}: this machine has {count} CUDA device(s), numbered from "
+                           "0").format(device=name, count=torch.cuda.device_count()))
+    return device
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (RANK set), or a plain single process: the one that writes."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -27,3 +27,12 @@ def evaluate(model: torch.nn.Module, loader, loss_fn, num_classes: int) -> dict:
         "num_samples": total,
         "confusion": confusion,
     }
+
+
+def evaluate_splits(model: torch.nn.Module, loaders: dict, loss_fn, num_classes: int) -> dict:
+    """{"val_loss": ..., "val_accuracy": ..., "test_loss": ..., ...} for each named loader."""
+    record = {}
+    for name, loader in loaders.items():
+        result = evaluate(model, loader, loss_fn, num_classes)
+        record[f"{name}_loss"], record[f"{name}_accuracy"] = result["loss"], result["accuracy"]
+    return record

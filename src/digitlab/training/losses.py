@@ -1,14 +1,22 @@
-"""The losses registry: name -> builder(LossConfig, num_classes, weights) -> nn.Module.
+"""The losses registry: name -> builder(LossConfig, num_classes, weights) -> nn.Module, and
+`Criterion`, the training loss as the loop calls it (teacher, temperature and balance folded in).
 
 Every loss takes raw logits [N, C] and integer labels [N]. kl-div may instead take a teacher's
 logits [N, C] as its targets (distillation). Losses that compare probabilities with one-hot
 targets (mse, l1, smooth-l1) train worse than cross-entropy: their gradient through the softmax
 vanishes when a wrong class is confidently predicted (p -> 0 or 1 makes p (1 - p) -> 0), while
 cross-entropy's gradient, p - y, stays large exactly when the model is most wrong.
+
+Temperatures, one convention: a temperature T divides logits, softmax(logits / T), and T > 1
+softens the distribution. loss.distill_temperature is such a T. loss.temperature (annealed to
+loss.temperature_final) is its inverse, beta = 1 / T: the loss sees beta * logits, and beta > 1
+sharpens.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,6 +31,7 @@ if TYPE_CHECKING:
     from digitlab.config import LossConfig
 
 LOSSES: Registry = Registry(N_("loss"))
+Autocast = Callable[[], contextlib.AbstractContextManager]  # a fresh autocast context per call
 
 
 def _no_smoothing(cfg: LossConfig) -> None:
@@ -175,12 +184,54 @@ def build_loss(cfg: LossConfig, num_classes: int,
     return LOSSES.get(cfg.name)(cfg, num_classes, weights)
 
 
-def temperature_at(cfg: LossConfig, step: int, total_steps: int) -> float:
-    """Softmax temperature beta, annealed linearly from loss.temperature to temperature_final."""
-    if total_steps <= 1:
+def temperature_at(cfg: LossConfig, batches_done: int, total_batches: int) -> float:
+    """The inverse temperature beta (the loss sees beta * logits) after `batches_done` batches:
+    annealed linearly from loss.temperature to loss.temperature_final over the run."""
+    if total_batches <= 1:
         return cfg.temperature_final
-    frac = min(1.0, step / (total_steps - 1))
+    frac = min(1.0, batches_done / (total_batches - 1))
     return cfg.temperature + frac * (cfg.temperature_final - cfg.temperature)
+
+
+class Criterion:
+    """The training loss as the loop calls it: `criterion(logits, targets, batches_done,
+    balanced)`, with `targets = criterion.targets(images, labels)` once per batch.
+
+    - targets: the labels, or with loss.teacher the teacher's logits on the same images
+      (computed without gradients, under the run's autocast);
+    - beta: the inverse temperature after `batches_done` batches (see temperature_at);
+    - balanced: data.balance = "weights" weighs the classes in its balanced epochs only;
+      `plain` is the unweighted loss, also the one evaluation reports.
+    """
+
+    def __init__(self, cfg: LossConfig, num_classes: int, total_batches: int,
+                 device: torch.device, balance_weights: torch.Tensor | None = None,
+                 teacher: nn.Module | None = None, autocast: Autocast = contextlib.nullcontext):
+        self.cfg, self.total_batches = cfg, total_batches
+        self.balanced = build_loss(cfg, num_classes, balance_weights).to(device)
+        self.plain = build_loss(cfg, num_classes).to(device)
+        self.teacher, self.autocast = teacher, autocast
+
+    @property
+    def anneals(self) -> bool:
+        """Whether beta is ever other than 1 (then each epoch's record logs it)."""
+        return self.cfg.temperature != 1 or self.cfg.temperature_final != 1
+
+    def beta(self, batches_done: int) -> float:
+        return temperature_at(self.cfg, batches_done, self.total_batches)
+
+    @torch.no_grad()
+    def targets(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.teacher is None:
+            return labels
+        with self.autocast():
+            return self.teacher(images).float()
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, batches_done: int,
+                 balanced: bool) -> torch.Tensor:
+        beta = self.beta(batches_done)
+        loss_fn = self.balanced if balanced else self.plain
+        return loss_fn(logits * beta if beta != 1 else logits, targets)
 
 
 def looks_like_probabilities(logits: torch.Tensor) -> bool:

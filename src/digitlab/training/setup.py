@@ -1,4 +1,4 @@
-"""Everything `train` does before its first step: data, checks, run directory, resume, teacher.
+"""Everything `train` does before its first step: data, checks, the config to resume, teacher.
 
 Each function raises a clear error at the boundary, so `train` itself can trust its inputs.
 """
@@ -6,19 +6,17 @@ Each function raises a clear error at the boundary, so `train` itself can trust 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
-from digitlab.config import Config, load_run_config
+from digitlab.config import Config, check_teacher, load_run_config
 from digitlab.data import SOURCES, Dataset, Split
 from digitlab.data.balance import make_imbalanced, val_split
 from digitlab.errors import ConfigError, DataNotFound, UsageError
 from digitlab.i18n import _
-from digitlab.models import build_model
-from digitlab.training.checkpoint import load_checkpoint, restore_model
+from digitlab.training.checkpoint import load_model
 
 FALLBACK_DATASET = "digits"  # bundled with scikit-learn, so a fresh offline machine can train
 
@@ -50,7 +48,8 @@ def training_splits(dataset: Dataset, cfg: Config) -> tuple[Split, Split | None]
 
 
 def check_runtime(cfg: Config, device: torch.device, world_size: int = 1) -> None:
-    """Checks that need the device, the process count or several sections at once."""
+    """Checks that need the device, the process count, an import or the file system; every
+    check on the config alone is in Config.__post_init__."""
     if world_size > 1 and cfg.data.batch_size % world_size:
         raise ConfigError(_("under DDP data.batch_size is the global batch and must divide "
                             "evenly over {processes} processes; got {batch_size}").format(
@@ -67,41 +66,8 @@ def check_runtime(cfg: Config, device: torch.device, world_size: int = 1) -> Non
         except ImportError:
             raise ConfigError(_("train.tensorboard = true needs the tensorboard package: "
                                 "pip install tensorboard")) from None
-    if cfg.data.balance_finetune_epochs >= cfg.train.epochs > 0 and cfg.data.balance != "none":
-        raise ConfigError(_("data.balance_finetune_epochs ({finetune}) must be less than "
-                            "train.epochs ({epochs}): the balanced epochs come first").format(
-            finetune=cfg.data.balance_finetune_epochs, epochs=cfg.train.epochs))
-    no_val = cfg.data.val_size == 0
-    if cfg.sched.name == "plateau" and no_val:
-        raise ConfigError(_("sched.name = 'plateau' follows the validation loss: set "
-                            "data.val_size (e.g. --set data.val_size=0.1)"))
-    if cfg.train.early_stop_patience and cfg.train.monitor.startswith("val_") and no_val:
-        raise ConfigError(_("early stopping on train.monitor = '{monitor}' needs a validation "
-                            "split: set data.val_size (e.g. --set data.val_size=0.1)").format(
-            monitor=cfg.train.monitor))
-    if cfg.optim.name == "lbfgs" and (cfg.train.accum_steps > 1 or cfg.train.amp == "fp16"
-                                      or cfg.train.clip_norm or cfg.train.clip_value):
-        raise ConfigError(_("optim.name = 'lbfgs' re-evaluates its closure and cannot be "
-                            "combined with train.accum_steps > 1, fp16 or gradient clipping"))
-
-
-def make_run_dir(cfg: Config) -> Path:
-    if cfg.train.out:
-        run_dir = Path(cfg.train.out)
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            raise UsageError(_("--out {run_dir} already exists and is not empty; choose a new "
-                               "folder, delete that one, or continue it with --resume "
-                               "{run_dir}").format(run_dir=run_dir))
-    else:
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path("runs") / f"{stamp}-{cfg.data.name}-{cfg.model.name}"
-        run_dir, n = base, 1
-        while run_dir.exists():
-            n += 1
-            run_dir = base.with_name(f"{base.name}-{n}")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    return run_dir
+    if cfg.loss.teacher:
+        check_teacher(cfg.loss.teacher)
 
 
 def resume_config(run_dir: str | Path, epochs: int | None) -> Config:
@@ -117,9 +83,7 @@ def resume_config(run_dir: str | Path, epochs: int | None) -> Config:
 
 
 def load_teacher(run_dir: str, device: torch.device) -> torch.nn.Module:
-    """A trained run's model, frozen, for distillation (loss.teacher)."""
-    cfg = resume_config(run_dir, None)
-    tensors, meta = load_checkpoint(Path(run_dir) / "checkpoints" / "last.safetensors")
-    teacher = build_model(cfg.model, len(meta["classes"]))
-    restore_model(teacher, tensors, run_dir)
+    """The model a trained run reports (checkpoint.reported_checkpoint: its best epoch under
+    early stopping, else its last), frozen, for distillation (loss.teacher)."""
+    teacher, _cfg, _meta, _path = load_model(run_dir)
     return teacher.to(device).eval().requires_grad_(False)

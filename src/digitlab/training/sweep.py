@@ -1,8 +1,9 @@
 """`digitlab sweep`: a grid of runs, one at a time, each in its own run directory.
 
 A sweep answers the tutorials' questions with evidence (which activation? which optimizer?).
-It writes DIR/sweep.csv, DIR/sweep.png and DIR/report.html; running it again skips the runs
-that finished, and a combination that fails is recorded with its message while the rest go on.
+`plan_sweep` validates every run first; `run_sweep` trains them, skipping the runs that
+finished before and recording a combination that fails while the rest go on; the command
+writes DIR/sweep.csv (`write_sweep_csv`) and draws sweep.png and report.html (viz.sweep_report).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import itertools
 import json
 import re
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -27,7 +30,7 @@ from digitlab.config import (
 )
 from digitlab.errors import ConfigError, DigitlabError
 from digitlab.i18n import _
-from digitlab.io import atomic_write_text
+from digitlab.io import atomic_write_text, ensure_writable
 
 COLUMNS = ("test_accuracy", "test_loss", "train_seconds", "epochs", "status", "error")
 
@@ -75,12 +78,28 @@ def run_name(combo: dict[str, object], seed: int) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,+-]", "", "_".join(parts))
 
 
-def run_sweep(grid_items: list[str], out: str | Path, seeds: int | None = None,
-              config_file: str | None = None, sets: list[str] = (),
-              shortcuts: dict[str, object] | None = None, console: Console | None = None) -> list:
-    from digitlab.training import train
+@dataclass(frozen=True)
+class Sweep:
+    """A planned sweep: its folder, the grid keys, the base config, and one row per run to do
+    (its grid values, seed and run name)."""
 
-    console = console or Console(highlight=False, soft_wrap=True, markup=False)
+    out: Path
+    keys: list[str]
+    cfg: Config  # the base config, before the grid's values
+    runs: list[dict] = field(default_factory=list)
+
+    def run_config(self, row: dict) -> Config:
+        """The run's config; a combination that does not validate raises ConfigError."""
+        return apply_overrides(self.cfg, {**{k: row[k] for k in self.keys},
+                                          "train.seed": row["seed"],
+                                          "train.out": str(self.out / row["run"])})
+
+
+def plan_sweep(grid_items: list[str], out: str | Path, seeds: int | None = None,
+               config_file: str | None = None, sets: list[str] = (),
+               shortcuts: dict[str, object] | None = None) -> Sweep:
+    """Every run of the grid (x seeds). A bad key or value fails here, before anything runs;
+    a combination of valid values that conflict fails (and is recorded) when its turn comes."""
     out = Path(out)
     base: dict[str, object] = {}
     grid: dict[str, list] = {}
@@ -93,46 +112,45 @@ def run_sweep(grid_items: list[str], out: str | Path, seeds: int | None = None,
     grid.update(parse_grid(grid_items))
     if not grid:
         raise ConfigError(_("a sweep needs at least one --grid KEY=v1,v2 (or a [sweep] grid)"))
-    seeds = seeds or 1
     cfg = apply_overrides(Config(), collect_overrides(base, list(sets), shortcuts))
-    for key in grid:  # fail before running anything
+    for key in grid:
         apply_overrides(cfg, {key: grid[key][0]})
-    out.mkdir(parents=True, exist_ok=True)
-    base_seed = cfg.train.seed
-    rows = []
     combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
-    for i, (combo, seed_index) in enumerate(itertools.product(combos, range(seeds))):
-        seed = base_seed + seed_index
-        name = run_name(combo, seed)
-        run_dir = out / name
-        row = {**combo, "seed": seed, "run": name}
+    runs = [{**combo, "seed": cfg.train.seed + i, "run": run_name(combo, cfg.train.seed + i)}
+            for combo, i in itertools.product(combos, range(seeds or 1))]
+    return Sweep(out, list(grid), cfg, runs)
+
+
+def run_sweep(sweep: Sweep, console: Console | None = None) -> Iterator[dict]:
+    """Train each run in turn, yielding its row (grid values, seed, run, COLUMNS) when it ends.
+    A run that completed before is skipped; one that failed is recorded and the rest go on."""
+    from digitlab.training import train
+
+    console = console or Console(highlight=False, soft_wrap=True, markup=False)
+    ensure_writable(sweep.out)
+    for i, row in enumerate(sweep.runs):
+        run_dir = sweep.out / row["run"]
         summary_path = run_dir / "summary.json"
         previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         if previous.get("status") == "completed":
             console.print(_("[{number}] {run}: done before, skipped").format(number=i + 1,
-                                                                             run=name))
-            rows.append({**row, **{k: previous.get(k) for k in COLUMNS}})
+                                                                             run=row["run"]))
+            yield {**row, **{k: previous.get(k) for k in COLUMNS}}
             continue
         if run_dir.exists():  # an unfinished or failed attempt: start it again from scratch
             shutil.rmtree(run_dir)
-        console.print(f"[{i + 1}] {name}")
+        console.print(f"[{i + 1}] {row['run']}")
         try:
-            run_cfg = apply_overrides(cfg, {**combo, "train.seed": seed,
-                                            "train.out": str(run_dir)})
-            summary = train(run_cfg, console=Console(quiet=True))
-            rows.append({**row, **{k: summary.get(k) for k in COLUMNS}})
+            summary = train(sweep.run_config(row), console=Console(quiet=True))
+            result = {**row, **{k: summary.get(k) for k in COLUMNS}}
         except DigitlabError as e:
             console.print("    " + _("failed: {error}").format(error=e))
-            rows.append({**row, "status": "failed", "error": str(e).splitlines()[0]})
-        write_outputs(out, list(grid), rows)
-    write_outputs(out, list(grid), rows)
-    return rows
+            result = {**row, "status": "failed", "error": str(e).splitlines()[0]}
+        yield result
 
 
-def write_outputs(out: Path, keys: list[str], rows: list[dict]) -> None:
-    from digitlab.viz.sweep_report import sweep_figure, write_sweep_report
-
-    header = [*keys, "seed", *COLUMNS, "run"]
+def write_sweep_csv(sweep: Sweep, rows: list[dict]) -> Path:
+    header = [*sweep.keys, "seed", *COLUMNS, "run"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore",
                             lineterminator="\n")
@@ -140,7 +158,6 @@ def write_outputs(out: Path, keys: list[str], rows: list[dict]) -> None:
     for row in rows:
         writer.writerow({k: json.dumps(v) if isinstance(v, (list, tuple)) else v
                          for k, v in row.items()})
-    atomic_write_text(out / "sweep.csv", buffer.getvalue())
-    sweep_figure(out, keys, rows)
-    write_sweep_report(out, keys, rows)
-
+    path = sweep.out / "sweep.csv"
+    atomic_write_text(path, buffer.getvalue())
+    return path

@@ -1,6 +1,7 @@
 """What a trained model learned, on the test split: per-class metrics, the confusion matrix,
 the most-confused pairs, the highest-loss images; written as evaluation.json, plots and the
-HTML report. Used at the end of `train`, by `digitlab evaluate` and by `digitlab plot run`."""
+HTML report. Drawn by `digitlab train` once a run has finished, by `digitlab evaluate` and by
+`digitlab plot run`."""
 
 from __future__ import annotations
 
@@ -12,15 +13,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from digitlab.config import Config, load_run_config
+from digitlab.config import Config
 from digitlab.data import SOURCES, Dataset
 from digitlab.data.loader import normalize
 from digitlab.errors import CheckpointError
 from digitlab.i18n import _
-from digitlab.io import atomic_write_text, read_jsonl, write_json
-from digitlab.models import build_model
-from digitlab.training.checkpoint import load_checkpoint, restore_model
-from digitlab.training.distributed import resolve_device
+from digitlab.inference.run import load_run
+from digitlab.io import atomic_write_text, ensure_writable, read_jsonl, write_json
 from digitlab.viz import plots
 from digitlab.viz.report import write_report
 
@@ -119,28 +118,20 @@ def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str = "auto") -> dict:
-    """Re-evaluate a run's model on its test split; rewrite evaluation.json, plots, report.
-
-    The model is the one the run reported: the best checkpoint when early stopping restored
-    it, else the last one."""
+    """Evaluate the model a run reports (inference.load_run: the best checkpoint when early
+    stopping restored it, else the last) on its test split; (re)write evaluation.json, plots/
+    and report.html. Used by `digitlab train` after training, `evaluate` and `plot run`."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.toml"
-    if not config_path.is_file():
+    if not (run_dir / "config.toml").is_file():
         raise CheckpointError(_("{run_dir} is not a run directory (no config.toml there)")
                               .format(run_dir=run_dir))
-    cfg = load_run_config(config_path)
+    for folder in (run_dir, run_dir / "plots"):  # before any work: a clear line, no traceback
+        ensure_writable(folder)
+    run = load_run(run_dir, device)
+    cfg = run.cfg
     if data_dir:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=data_dir))
-    best = run_dir / "checkpoints" / "best.safetensors"
-    use_best = cfg.train.early_stop_patience > 0 and best.is_file()
-    checkpoint = best if use_best else run_dir / "checkpoints" / "last.safetensors"
-    tensors, meta = load_checkpoint(checkpoint)
-    dev = resolve_device(device)
     dataset = SOURCES.get(cfg.data.name)(cfg.data)
-    model = build_model(cfg.model, len(dataset.classes))
-    restore_model(model, tensors, str(checkpoint))
-    model.to(dev)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    return analyze(model, dataset, cfg, dev, run_dir,
-                   extra={"checkpoint": str(checkpoint), "epoch": meta.get("epoch"),
-                          "device": str(dev)})
+    return analyze(run.model, dataset, cfg, run.device, run_dir,
+                   extra={"checkpoint": str(run.path), "epoch": run.meta.get("epoch"),
+                          "device": str(run.device)})

@@ -208,21 +208,18 @@ def filters(weight: torch.Tensor, path: Path, title: str) -> Path:
 
 
 def run_filters(run_dir: Path, path: Path | None = None) -> Path:
-    """filters() for a run's first layer, read from its last checkpoint."""
-    from digitlab.config import load_run_config
+    """filters() for the first layer of the model the run reports (best after early
+    stopping, else last), loaded and checked like predict and serve load it."""
     from digitlab.errors import CheckpointError
-    from digitlab.training.checkpoint import load_checkpoint
+    from digitlab.training.checkpoint import load_model
 
-    cfg = load_run_config(run_dir / "config.toml") if (run_dir / "config.toml").is_file() else None
-    if cfg is None:
-        raise CheckpointError(_("{run_dir} is not a run directory (no config.toml there)")
-                              .format(run_dir=run_dir))
-    tensors, _meta = load_checkpoint(run_dir / "checkpoints" / "last.safetensors")
-    first = next((k for k, v in tensors.items()
-                  if k.startswith("model.") and k.endswith("weight") and v.ndim in (2, 4)), None)
+    model, cfg, _meta, _checkpoint = load_model(run_dir)
+    weights = model.state_dict()  # in module order: the first match is the first layer
+    first = next((k for k, v in weights.items() if k.endswith("weight") and v.ndim in (2, 4)),
+                 None)
     if first is None:
         raise CheckpointError(_("{run_dir}: the model has no linear or conv layer to draw")
                               .format(run_dir=run_dir))
     path = path or run_dir / "plots" / "filters.png"
-    return filters(tensors[first], path, f"{cfg.model.name}: first layer ({first[6:]}, "
-                                         f"{tuple(tensors[first].shape)}); red > 0 > blue")
+    return filters(weights[first], path, f"{cfg.model.name}: first layer ({first}, "
+                                         f"{tuple(weights[first].shape)}); red > 0 > blue")

@@ -87,3 +87,9 @@ def write_sweep_report(out: Path, keys: list[str], rows: list[dict]) -> Path:
     path = out / "report.html"
     atomic_write_text(path, "\n".join(parts))
     return path
+
+
+def draw_sweep(out: Path, keys: list[str], rows: list[dict]) -> None:
+    """sweep.png, then report.html (which embeds it)."""
+    sweep_figure(out, keys, rows)
+    write_sweep_report(out, keys, rows)

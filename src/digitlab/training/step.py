@@ -1,0 +1,117 @@
+"""One training batch, and the running totals of an epoch.
+
+`TrainStep` does forward and loss in one closure, which L-BFGS calls again as often as it
+needs; then backward, scaled for gradient accumulation and for this rank's share of the batch
+under DDP; and every train.accum_steps-th batch (and the last of an epoch): unscale, clip,
+optimizer step, schedule. `EpochTotals` sums loss and accuracy on the device: no host syncs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import torch
+
+from digitlab.config import TrainConfig
+from digitlab.training import distributed
+from digitlab.training.losses import Autocast, Criterion
+from digitlab.training.optim import Schedule, is_lbfgs
+
+
+def make_autocast(device: torch.device, amp: str) -> Autocast:
+    """train.amp as a context factory: bf16 or fp16 autocast, or nothing ("off")."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    if dtype is None:
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device.type, dtype=dtype)
+
+
+class TrainStep:
+    """`step(images, labels, batch, batches_done) -> (logits, loss)` for one batch.
+
+    batch: its index in this epoch; batches_done: batches trained before it in the whole run
+    (the temperature schedule follows it). `start_epoch` says how long the epoch is, whether
+    its loss is class-balanced, and (DDP) each batch's rank weight.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 schedule: Schedule, scaler: torch.amp.GradScaler, autocast: Autocast,
+                 criterion: Criterion, cfg: TrainConfig):
+        self.model, self.optimizer, self.schedule, self.scaler = model, optimizer, schedule, scaler
+        self.autocast, self.criterion, self.cfg = autocast, criterion, cfg
+        self.lbfgs = is_lbfgs(optimizer)
+        self.num_batches, self.balanced, self.rank_weights = 0, True, None
+        optimizer.zero_grad(set_to_none=True)
+
+    def start_epoch(self, num_batches: int, balanced: bool,
+                    rank_weights: list[float] | None = None) -> None:
+        self.num_batches, self.balanced, self.rank_weights = num_batches, balanced, rank_weights
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, batch: int,
+                 batches_done: int) -> tuple[torch.Tensor, torch.Tensor]:
+        targets = self.criterion.targets(images, labels)  # the teacher runs once per batch
+
+        def forward_and_loss() -> tuple[torch.Tensor, torch.Tensor]:
+            with self.autocast():
+                logits = self.model(images)
+                return logits, self.criterion(logits, targets, batches_done, self.balanced)
+
+        if self.lbfgs:
+            return self._lbfgs_step(forward_and_loss)
+        logits, loss = forward_and_loss()
+        rank_weight = self.rank_weights[batch] if self.rank_weights is not None else 1.0
+        self.scaler.scale(loss / (self.cfg.accum_steps / rank_weight)).backward()  # one op
+        if (batch + 1) % self.cfg.accum_steps == 0 or batch + 1 == self.num_batches:
+            self._optimizer_step()
+        return logits, loss
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.clip_norm or self.cfg.clip_value:
+            self.scaler.unscale_(self.optimizer)  # clip true gradients, not scaled ones
+            if self.cfg.clip_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+            if self.cfg.clip_value:
+                torch.nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.clip_value)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.schedule.after_batch()
+
+    def _lbfgs_step(self, forward_and_loss) -> tuple[torch.Tensor, torch.Tensor]:
+        """L-BFGS calls the closure (forward and backward on this batch) up to max_iter times;
+        the first evaluation's logits and loss go to the epoch's statistics."""
+        evaluations = []
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            logits, loss = forward_and_loss()
+            loss.backward()
+            evaluations.append((logits, loss))
+            return loss
+
+        self.optimizer.step(closure)
+        self.schedule.after_batch()
+        return evaluations[0]
+
+
+class EpochTotals:
+    """Loss x samples, correct predictions and samples seen in one epoch, summed on the device
+    (no syncs) and reduced over the ranks once, at the end."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.seen = 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+        self.loss_sum += loss.detach().float() * len(labels)
+        self.correct += (logits.detach().argmax(dim=1) == labels).sum()
+        self.seen += len(labels)
+
+    def reduce(self, world: distributed.World) -> tuple[float, float, int]:
+        """(mean loss, accuracy, samples) over every rank: one sync."""
+        seen = torch.tensor(float(self.seen), device=self.loss_sum.device)
+        loss_sum, correct, seen = distributed.all_reduce_sum(
+            torch.stack([self.loss_sum, self.correct.float(), seen]), world).tolist()
+        return loss_sum / seen, correct / seen, int(seen)
