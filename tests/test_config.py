@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import sys
+import typing
 
+import numpy as np
 import pytest
 
 from digitlab.cli import main
 from digitlab.config import (
+    SECTIONS,
     SHORTCUTS,
     Config,
     DataConfig,
     LossConfig,
+    ModelConfig,
     OptimConfig,
     SchedConfig,
     TrainConfig,
     build_config,
+    check_teacher,
+    conv_parameters,
     from_dict,
     load_run_config,
+    mlp_parameters,
     read_toml,
     to_dict,
     to_toml,
 )
 from digitlab.errors import ConfigError, UsageError
+from digitlab.models import build_model
 from helpers import REPO
 
 if sys.version_info >= (3, 11):
@@ -262,11 +272,11 @@ def test_to_toml_round_trip_of_every_field(tmp_path):
     ("data.test_batch_size=-1", r"data.test_batch_size must be an integer >= 1"),
     ("optim.lr=-1", r"optim.lr must be a number > 0, got -1"),
     ("optim.lr=0", r"optim.lr must be a number > 0"),
-    ("optim.lr=nan", r"optim.lr must be a number > 0"),
-    ("optim.lr=inf", r"optim.lr must be a number > 0"),
+    ("optim.lr=nan", r"optim.lr must be a finite number, got nan"),
+    ("optim.lr=inf", r"optim.lr must be a finite number, got inf"),
     ("optim.betas=[0.9, 1.0]", r"optim.betas must be two numbers in \[0, 1\)"),
     ("train.epochs=0", r"train.epochs must be an integer >= 1, got 0"),
-    ("train.seed=-1", r"train.seed must be an integer >= 0"),
+    ("train.seed=-1", r"train.seed must be an integer from 0 to 4294967295"),
     ("train.log_interval=0", r"train.log_interval must be an integer >= 1"),
     ("loss.label_smoothing=1.5", r"loss.label_smoothing must be in \[0, 1\), got 1.5"),
     ("loss.label_smoothing=-0.1", r"loss.label_smoothing must be in \[0, 1\)"),
@@ -383,3 +393,295 @@ def test_cli_argparse_type_error_exits_2(capsys):
         main(["train", "--epochs", "many"])
     assert exc.value.code == 2
     assert "--epochs" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- checks across sections
+
+
+@pytest.mark.parametrize("sets, pattern", [
+    (["data.balance=lecun", "data.balance_finetune_epochs=5"],
+     r"data.balance_finetune_epochs \(5\) must be less than train.epochs \(5\): the balanced "
+     r"epochs come first"),
+    (["sched.name=plateau"], r"sched.name = 'plateau' follows the validation loss: set "
+                             r"data.val_size \(e.g. --set data.val_size=0.1\)"),
+    (["train.early_stop_patience=2"], r"early stopping on train.monitor = 'val_loss' needs a "
+                                      r"validation split: set data.val_size"),
+    (["train.early_stop_patience=2", "train.monitor=val_accuracy"], r"'val_accuracy' needs"),
+    (["optim.name=lbfgs", "train.accum_steps=2"], r"optim.name = 'lbfgs' re-evaluates its "
+     r"closure and cannot be combined with train.accum_steps > 1, fp16 or gradient clipping"),
+    (["optim.name=lbfgs", "train.amp=fp16"], r"lbfgs' re-evaluates"),
+    (["optim.name=lbfgs", "train.clip_norm=1"], r"lbfgs' re-evaluates"),
+    (["optim.name=lbfgs", "train.clip_value=0.5"], r"lbfgs' re-evaluates"),
+    (["loss.name=kl-div", "data.balance=weights"], r"kl-div does not take class weights"),
+    (["loss.name=kl-div", f"loss.class_weights={[1] * 10}"], r"kl-div does not take class"),
+    (["loss.teacher=runs/teacher"], r"loss.teacher is used only by loss.name = 'kl-div' "
+                                    r"\(distillation\), not 'cross-entropy'"),
+])
+def test_checks_across_sections_are_in_the_config(sets, pattern):
+    """A Config that exists is a valid Config: these used to pass until training started."""
+    with pytest.raises(ConfigError, match=pattern):
+        build_config(sets=sets)
+
+
+@pytest.mark.parametrize("sets", [
+    ["data.balance=lecun", "data.balance_finetune_epochs=4"],
+    ["sched.name=plateau", "data.val_size=0.1"],
+    ["train.early_stop_patience=2", "data.val_size=500"],
+    ["train.early_stop_patience=2", "train.monitor=test_loss"],
+    ["optim.name=lbfgs", "train.amp=bf16"],
+    ["loss.name=kl-div", "loss.teacher=runs/teacher"],
+])
+def test_checks_across_sections_accept_valid_combinations(sets):
+    build_config(sets=sets)
+
+
+def test_variants_made_with_replace_are_checked_too():
+    cfg, _ = build_config(sets=["data.balance=lecun", "data.balance_finetune_epochs=2"])
+    with pytest.raises(ConfigError, match="balance_finetune_epochs"):
+        dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2))
+
+
+# ---------------------------------------------------------------- finite numbers
+
+
+def float_keys() -> list[str]:
+    """Every float field, and every field holding a tuple of floats."""
+    keys = []
+    for section, cls in SECTIONS.items():
+        for name, typ in typing.get_type_hints(cls).items():
+            if typ is float or float in typing.get_args(typ):
+                keys.append(f"{section}.{name}")
+    return keys
+
+
+@pytest.mark.parametrize("key", float_keys())
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_every_float_must_be_finite(key, bad):
+    default = getattr(getattr(Config(), key.split(".")[0]), key.split(".")[1])
+    if isinstance(default, tuple):  # the same length, with one value non-finite
+        value = "[" + ", ".join([bad] + [repr(x) for x in default[1:]]) + "]" if default else \
+            f"[{bad}]"
+        key_shown = re.escape(f"{key}[0]")
+    else:
+        value, key_shown = bad, re.escape(key)
+    with pytest.raises(ConfigError, match=rf"^{key_shown} must be"):
+        build_config(sets=[f"{key}={value}"])
+
+
+@pytest.mark.parametrize("item, message", [
+    ("data.mean=nan", "data.mean must be a finite number, got nan"),
+    ("data.std=inf", "data.std must be a finite number, got inf"),
+    ("loss.temperature=inf", "loss.temperature must be a finite number, got inf"),
+    ("optim.weight_decay=inf", "optim.weight_decay must be a finite number, got inf"),
+    ("sched.min_lr=inf", "sched.min_lr must be a finite number, got inf"),
+    ("data.imbalance_ratio=inf", "data.imbalance_ratio must be a finite number, got inf"),
+    ("data.val_size=inf", "data.val_size must be a finite number, got inf"),  # was OverflowError
+    ("optim.betas=[0.9, nan]", "optim.betas[1] must be a finite number, got nan"),
+    ("loss.class_weights=[1, 2, -inf]", "loss.class_weights[2] must be a finite number, got -inf"),
+])
+def test_non_finite_values_named_in_the_issue(item, message):
+    with pytest.raises(ConfigError) as e:
+        build_config(sets=[item])
+    assert str(e.value) == message
+
+
+def test_non_finite_values_in_toml(tmp_path):
+    path = write(tmp_path / "c.toml", "[data]\nmean = nan\n")
+    with pytest.raises(ConfigError, match=r"^data.mean must be a finite number, got nan$"):
+        build_config(path)
+    path = write(tmp_path / "c.toml", "[loss]\ntemperature = +inf\n")
+    with pytest.raises(ConfigError, match=r"^loss.temperature must be a finite number"):
+        build_config(path)
+
+
+def test_sections_built_directly_check_finiteness():
+    with pytest.raises(ConfigError, match="data.std must be a finite number"):
+        DataConfig(std=math.inf)
+    with pytest.raises(ConfigError, match=r"optim.betas\[0\] must be a finite number"):
+        OptimConfig(betas=(math.nan, 0.999))
+
+
+# ---------------------------------------------------------------- seed range
+
+
+def test_seed_lies_in_numpys_range():
+    assert build_config(sets=["train.seed=4294967295"])[0].train.seed == 2**32 - 1
+    np.random.seed(2**32 - 1)  # the largest accepted seed is one numpy takes
+    for seed in (2**32, 2**63 - 1, -1):
+        with pytest.raises(ConfigError, match=r"train.seed must be an integer from 0 to "
+                                              r"4294967295 \(numpy's seed range\)"):
+            build_config(shortcuts={"seed": seed})
+
+
+# ---------------------------------------------------------------- layer sizes
+
+
+def test_huge_hidden_layer_is_refused_with_its_memory():
+    with pytest.raises(ConfigError) as e:
+        build_config(sets=["model.hidden=[1000000000000]"])
+    assert str(e.value).startswith("model.hidden = [1000000000000] would need about 2,961,606 "
+                                   "GiB of weights (795,000,000,000,010 parameters); the limit "
+                                   "is 2,147,483,648 parameters (8 GiB)")
+
+
+@pytest.mark.parametrize("sets, pattern", [
+    (["model.hidden=[65536, 65536]"], r"model.hidden = \[65536, 65536\] would need about 16 GiB"),
+    (["model.hidden=[65537]"], r"model.hidden must be a non-empty list of widths from 1 to 65536"),
+    (["model.name=cnn", "model.channels=[4096, 4096, 4096]", "model.kernel_size=27"],
+     r"model.channels = \[4096, 4096, 4096\] would need about 91 GiB of weights"),
+    (["model.name=resnet", "model.channels=[1000000]"], r"model.channels = \[1000000\] would "
+                                                        r"need about 137,836 GiB"),
+    (["model.channels=[4097]"], r"model.channels must be 1 to 4 widths from 1 to 4096"),
+    (["model.kernel_size=29"], r"model.kernel_size must be an odd integer from 1 to 27"),
+    (["model.kernel_size=9223372036854775807"], r"model.kernel_size must be an odd integer"),
+    (["data.num_workers=100000"], r"data.num_workers must be an integer from 0 to 64"),
+])
+def test_layer_sizes_are_bounded(sets, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        build_config(sets=sets)
+
+
+@pytest.mark.parametrize("model", [
+    ModelConfig(name="mlp", hidden=(300, 100, 7)),
+    ModelConfig(name="mlp", hidden=(3,), batchnorm=True),
+    ModelConfig(name="cnn", channels=(4, 8, 6), kernel_size=5),
+    ModelConfig(name="resnet", channels=(8, 16)),
+], ids=["mlp", "mlp-bn", "cnn", "resnet"])
+def test_parameter_estimates_match_the_models(model):
+    """The memory a refusal quotes is the model's: exact for mlp and cnn, near for resnet."""
+    real = sum(p.numel() for p in build_model(model, 10).parameters())
+    if model.name == "mlp":
+        assert abs(mlp_parameters(model.hidden) - real) <= 2 * sum(model.hidden)  # bias vs bn
+    elif model.name == "cnn":
+        assert conv_parameters("cnn", model.channels, model.kernel_size) == real
+    else:
+        assert 0.9 * real <= conv_parameters("resnet", model.channels, 3) <= 1.1 * real
+
+
+# ---------------------------------------------------------------- loss.teacher
+
+
+def fake_run(folder, with_checkpoint: bool = True, config: str | None = None):
+    folder.mkdir()
+    write(folder / "config.toml", to_toml(Config()) if config is None else config)
+    if with_checkpoint:
+        (folder / "checkpoints").mkdir()
+        (folder / "checkpoints" / "last.safetensors").write_bytes(b"")
+    return folder
+
+
+def test_check_teacher_names_what_is_missing(tmp_path):
+    remedy = "set loss.teacher to the run directory of a trained model"
+    cases = [
+        (tmp_path / "nowhere", "no such directory"),
+        (tmp_path, "no config.toml there, so it is not a run directory"),
+        (fake_run(tmp_path / "fresh", with_checkpoint=False),
+         "no checkpoints/last.safetensors there"),
+        (fake_run(tmp_path / "bad", config="[optim]\nlr = nan\n"),
+         "its config.toml is not valid: optim.lr must be a finite number"),
+    ]
+    for path, problem in cases:
+        with pytest.raises(ConfigError) as e:
+            check_teacher(str(path))
+        message = str(e.value)
+        assert message.startswith(f"loss.teacher = {str(path)!r}: {problem}"), message
+        assert remedy in message or "not valid" in message
+        assert "--resume" not in message and "\n" not in message
+    assert check_teacher(str(fake_run(tmp_path / "good"))) == Config()
+
+
+def test_cli_missing_teacher_is_one_line_about_the_teacher(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "student"
+    code = main(["train", "--dataset", "synthetic", "--device", "cpu", "--epochs", "1",
+                 "--set", "loss.name=kl-div", "--set", "loss.teacher=nowhere", "--out", str(out)])
+    assert code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["digitlab: error: loss.teacher = 'nowhere': no such directory; set "
+                     "loss.teacher to the run directory of a trained model (digitlab train "
+                     "--out DIR), or leave it empty"]
+    assert not out.exists()
+
+
+def test_a_distilled_run_loads_without_its_teacher(tmp_path):
+    """The teacher is checked when training starts, so a student stays usable for evaluate,
+    predict and serve after its teacher has gone (or from another working directory)."""
+    cfg, _ = build_config(sets=["loss.name=kl-div", f"loss.teacher={tmp_path / 'gone'}"])
+    path = write(tmp_path / "config.toml", to_toml(cfg))
+    assert load_run_config(path) == cfg
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+# ---------------------------------------------------------------- the CLI on the new checks
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "data.mean=nan"], "data.mean must be a finite number, got nan"),
+    (["--seed", "4294967296"], "train.seed must be an integer from 0 to 4294967295"),
+    (["--set", "model.hidden=[1000000000000]"], "model.hidden = [1000000000000] would need"),
+    (["--set", "sched.name=plateau"], "sched.name = 'plateau' follows the validation loss"),
+])
+def test_cli_new_checks_exit_2_in_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *argv, "--out", str(tmp_path / "x")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"digitlab: error: {message}"), lines
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- values torch cannot take
+
+
+@pytest.mark.parametrize("sets, pattern", [
+    # beyond float32, torch raised "value cannot be converted to type float without overflow"
+    (["model.activation=leakyrelu", "model.negative_slope=1e308"],
+     r"model.negative_slope must be between -1e\+06 and 1e\+06"),
+    (["loss.name=bce", "loss.pos_weight=1e30"], r"loss.pos_weight must be between"),
+    (["train.clip_value=1e308"], r"train.clip_value must be between -3.40282e\+38 and"),
+    (["optim.name=rprop", "optim.etas=[0.5, 1e308]"], r"optim.etas\[1\] must be between"),
+    # torch's own ValueError, or ASGD's step size overflowing a Python float
+    (["optim.name=adagrad", "optim.lr_decay=-1"], r"optim.lr_decay must be >= 0"),
+    (["optim.name=adagrad", "optim.initial_accumulator_value=-1"],
+     r"optim.initial_accumulator_value must be >= 0"),
+    (["optim.name=nadam", "optim.momentum_decay=-1"], r"optim.momentum_decay must be >= 0"),
+    (["optim.name=asgd", "optim.asgd_alpha=1e30"], r"optim.asgd_alpha must be in \[0, 1\]"),
+    (["optim.name=asgd", "optim.lambd=-1"], r"optim.lambd must be >= 0"),
+    (["optim.name=lbfgs", "optim.history_size=4611686018427387904"],  # was a MemoryError
+     r"optim.history_size must be an integer from 1 to 10000"),
+    # sched.warmup_epochs=1e308 was an OverflowError; longer than the run it never ends
+    (["sched.warmup_epochs=6"], r"sched.warmup_epochs \(6.0\) must be at most train.epochs \(5\)"),
+    (["sched.name=cosine", "sched.min_lr=0.1"], r"sched.min_lr \(0.1\) must be at most optim.lr"),
+    # a first loss that is already nan (the run stopped with advice about optim.lr)
+    (["model.activation=softplus", "model.softplus_beta=1e-30"], r"softplus_beta must be >= 1e-6"),
+    (["loss.temperature=1e30"], r"loss.temperature must be between"),
+    (["loss.name=kl-div", "loss.distill_temperature=1e-30"],
+     r"distill_temperature must be >= 1e-6"),
+    (["loss.class_weights=[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]"], r"loss.class_weights must be weights "
+                                                            r"that are 0 or >= 1e-6, not all 0"),
+    ([f"loss.class_weights={[5e-324] * 10}"], r"loss.class_weights must be weights that are 0"),
+    (["data.mean=1e30"], r"data.mean must be in \[0, 1\]"),
+    (["data.std=1e-30"], r"data.std must be >= 0.001"),
+    (["sched.warmup_epochs=0.5", "sched.warmup_start_factor=1e-300"],
+     r"sched.warmup_start_factor must be in \[1e-6, 1\]"),
+    # strings that cannot be a path or be written to config.toml
+    (["train.out=a\x00b"], r"train.out must be text without NUL characters"),
+    (["data.dir=\udcff"], r"data.dir must be text without NUL characters or undecodable bytes"),
+    (["train.device=cuda:abc"], r"train.device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"),
+    (['data.dir="unterminated'], r"--set data.dir: '\"unterminated' is not a valid quoted string"),
+    (["data.dir='x' y"], r"is not a valid quoted string; leave the quotes out or close them"),
+])
+def test_values_that_crashed_or_gave_nan_are_refused(sets, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        build_config(sets=sets)
+
+
+def test_control_characters_round_trip_through_config_toml(tmp_path):
+    text = "".join(chr(i) for i in range(1, 128)) + "ü\\\""
+    cfg = Config(data=DataConfig(dir=text))
+    assert load_run_config(write(tmp_path / "config.toml", to_toml(cfg))).data.dir == text
+
+
+def test_a_trained_step_is_still_allowed_to_diverge():
+    """The bounds are for values that cannot work at all; a large lr that diverges after
+    a step is the NaN guard's business (the issue's repro uses lr=1e38)."""
+    build_config(sets=["optim.name=sgd", "optim.lr=1e38", "train.accum_steps=100"])

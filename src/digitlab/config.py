@@ -1,13 +1,18 @@
 """Frozen dataclass config. Defaults are the tutorial recipe; TOML and --set override them.
 
 Flow: dataclass defaults -> --config FILE.toml -> shortcuts (--epochs ...) -> --set key=value.
-Every value is checked in __post_init__, so a Config that exists is a valid Config.
+Every value is checked in __post_init__ (each section its own fields, Config the rules that
+span sections), so a Config that exists is a valid Config. What needs the machine (the device,
+the DDP world, an import, the run that loss.teacher names) is checked when training starts, in
+training/setup.py check_runtime.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +30,21 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+SEED_MAX = 2**32 - 1  # numpy's np.random.seed takes 0 .. 2**32 - 1
+MAX_WIDTH = 65_536  # units of one linear layer
+MAX_CHANNELS = 4_096  # of one conv block: each channel holds 28x28 activations per image
+MAX_WORKERS = 64  # DataLoader processes; more only adds start-up time and memory
+MAX_HISTORY = 10_000  # lbfgs: torch allocates a list of this length on every step
+MAX_KERNEL = 27  # the images are 28x28: a wider kernel sees mostly padding
+FLOAT32_MAX = 3.4028234663852886e38  # numbers become float32 tensors or arguments
+# model.* and loss.* numbers scale activations and logits: beyond these a few layers of
+# float32 overflow (or a division underflows) and the first batch is already nan
+ACTIVATION_LIMIT = 1e6
+MIN_SCALE = 1e-6
+MIN_STD = 1e-3  # data.std: pixels are 0..1, so normalized inputs stay within about +-1000
+MAX_PARAMETERS = 2**31  # 8 GiB of fp32 weights; digit models need well under 0.1 GiB
+ESTIMATE_CLASSES = 10  # the head's size in the estimate; every bundled dataset has 10
 
 
 def _check(ok: bool, key: str, allowed: str, value: object) -> None:
@@ -46,6 +66,69 @@ def _check_name(registry, key: str, value: str) -> None:
             names=registry.names()))
 
 
+def _plain_text(text: str) -> bool:
+    """No NUL (no path can hold one) and no lone surrogate (what Python makes of undecodable
+    bytes in argv; UTF-8 cannot write it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _check_values(section: object, prefix: str, limit: float = FLOAT32_MAX) -> None:
+    """Every float, alone or in a tuple, must be finite and within +-limit: nan fails every
+    comparison and inf passes most (`inf > 0`), so range checks alone let them through, and
+    torch refuses (with a traceback) any number that does not fit the float32 tensors.
+    Strings must be plain text."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        items = [(f"{prefix}.{f.name}[{i}]", x) for i, x in enumerate(value)] \
+            if isinstance(value, tuple) else [(f"{prefix}.{f.name}", value)]
+        for key, x in items:
+            if isinstance(x, str) and not _plain_text(x):
+                raise ConfigError(_("{key} must be text without NUL characters or undecodable "
+                                    "bytes (config.toml is UTF-8), got {value!r}").format(
+                    key=key, value=x))
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ConfigError(_("{key} must be a finite number, got {value!r}").format(
+                    key=key, value=x))
+            if isinstance(x, float) and abs(x) > limit:
+                raise ConfigError(_("{key} must be between -{limit:g} and {limit:g}, got "
+                                    "{value!r}").format(key=key, limit=limit, value=x))
+
+
+def mlp_parameters(hidden: tuple[int, ...]) -> int:
+    """Weights and biases of the "mlp" model with these hidden widths."""
+    widths = (28 * 28, *hidden, ESTIMATE_CLASSES)
+    return sum((a + 1) * b for a, b in itertools.pairwise(widths))
+
+
+def conv_parameters(name: str, channels: tuple[int, ...], kernel_size: int) -> int:
+    """About the weights of "resnet" (3x3 convs, two blocks a stage) or else "cnn" (one
+    kernel_size conv a block, then a linear head); norm parameters are left out."""
+    if name == "resnet":
+        total, c_in = 9 * channels[0], channels[0]  # the stem
+        for c_out in channels:
+            total += 9 * c_in * c_out + 27 * c_out * c_out + c_in * c_out  # + 1x1 shortcut
+            c_in = c_out
+        return total + (c_in + 1) * ESTIMATE_CLASSES
+    total, c_in, size = 0, 1, 28
+    for c_out in channels:
+        total += (kernel_size * kernel_size * c_in + 1) * c_out
+        c_in, size = c_out, size // 2
+    return total + (c_in * size * size + 1) * ESTIMATE_CLASSES
+
+
+def _check_weights(key: str, value: tuple[int, ...], parameters: int) -> None:
+    if parameters > MAX_PARAMETERS:
+        raise ConfigError(_("{key} = {value} would need about {gib:,.0f} GiB of weights "
+                            "({parameters:,} parameters); the limit is {limit:,} parameters "
+                            "({limit_gib} GiB): use smaller widths").format(
+            key=key, value=list(value), gib=parameters * 4 / 2**30, parameters=parameters,
+            limit=MAX_PARAMETERS, limit_gib=MAX_PARAMETERS * 4 // 2**30))
+
+
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "mnist"  # dataset source; see `digitlab list`
@@ -65,13 +148,21 @@ class DataConfig:
     augment_shift: int = 0  # random translation of training images, up to N pixels (device)
 
     def __post_init__(self):
+        _check_values(self, "data")
         _check_name(SOURCES, "data.name", self.name)
+        # pixels are scaled to 0..1 first; a mean outside that range or a tiny std sends the
+        # inputs towards overflow, and the run would stop on a NaN loss with advice about lr
+        _check(0 <= self.mean <= 1, "data.mean", N_("in [0, 1] (pixels are scaled to 0..1)"),
+               self.mean)
         _check(self.std > 0, "data.std", N_("> 0"), self.std)
+        _check(self.std >= MIN_STD, "data.std",
+               N_(">= 0.001 (a smaller std blows 0..1 pixels up beyond 1000)"), self.std)
         _check(self.batch_size >= 1, "data.batch_size", N_("an integer >= 1"), self.batch_size)
         _check(self.test_batch_size >= 1, "data.test_batch_size", N_("an integer >= 1"),
                self.test_batch_size)
         _check_choice("data.loader", self.loader, ("device", "torch"))
-        _check(self.num_workers >= 0, "data.num_workers", N_("an integer >= 0"), self.num_workers)
+        _check(0 <= self.num_workers <= MAX_WORKERS, "data.num_workers",
+               N_("an integer from 0 to 64"), self.num_workers)
         _check(self.val_size >= 0 and (self.val_size < 1 or self.val_size == int(self.val_size)),
                "data.val_size", N_("a fraction in [0, 1) or a whole count"), self.val_size)
         _check(self.imbalance_ratio >= 1, "data.imbalance_ratio", N_(">= 1 (1 = balanced)"),
@@ -117,21 +208,31 @@ class ModelConfig:
     shrink_lambda: float = 0.5  # softshrink, hardshrink band half-width
 
     def __post_init__(self):
+        _check_values(self, "model", ACTIVATION_LIMIT)
         _check_name(MODELS, "model.name", self.name)
         _check_name(ACTIVATIONS, "model.activation", self.activation)
-        _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "model.hidden",
-               N_("a non-empty list of widths >= 1"), self.hidden)
-        _check(1 <= len(self.channels) <= 4 and all(c >= 1 for c in self.channels),
-               "model.channels", N_("1 to 4 widths >= 1"), self.channels)
-        _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "model.kernel_size",
-               N_("an odd integer >= 1"), self.kernel_size)
+        # Sizes are bounded whether or not model.name uses them; the weight estimate comes
+        # first, so that a huge width is refused with what it would cost.
+        _check_weights("model.hidden", self.hidden, mlp_parameters(self.hidden))
+        _check(len(self.hidden) >= 1 and all(1 <= h <= MAX_WIDTH for h in self.hidden),
+               "model.hidden", N_("a non-empty list of widths from 1 to 65536"), self.hidden)
+        _check(1 <= self.kernel_size <= MAX_KERNEL and self.kernel_size % 2 == 1,
+               "model.kernel_size", N_("an odd integer from 1 to 27 (the images are 28x28)"),
+               self.kernel_size)
+        _check(1 <= len(self.channels) <= 4, "model.channels", N_("1 to 4 widths from 1 to 4096"),
+               self.channels)
+        _check_weights("model.channels", self.channels,
+                       conv_parameters(self.name, self.channels, self.kernel_size))
+        _check(all(1 <= c <= MAX_CHANNELS for c in self.channels), "model.channels",
+               N_("1 to 4 widths from 1 to 4096"), self.channels)
         _check_choice("model.pool", self.pool, ("max", "avg"))
         _check(0.0 <= self.dropout < 1.0, "model.dropout", N_("in [0, 1)"), self.dropout)
         _check_choice("model.init", self.init, INIT_SCHEMES)
         _check(0.0 <= self.rrelu_lower <= self.rrelu_upper, "model.rrelu_lower",
                N_("<= model.rrelu_upper and >= 0"), self.rrelu_lower)
-        _check(self.softplus_beta > 0, "model.softplus_beta", N_("> 0"), self.softplus_beta)
-        _check(self.alpha > 0, "model.alpha", N_("> 0"), self.alpha)
+        _check(self.softplus_beta >= MIN_SCALE, "model.softplus_beta", N_(">= 1e-6"),
+               self.softplus_beta)
+        _check(self.alpha >= MIN_SCALE, "model.alpha", N_(">= 1e-6"), self.alpha)
         _check_choice("model.gelu_approximate", self.gelu_approximate, ("none", "tanh"))
         _check(self.hardtanh_min < self.hardtanh_max, "model.hardtanh_min",
                N_("< model.hardtanh_max"), self.hardtanh_min)
@@ -156,21 +257,30 @@ class LossConfig:
     temperature_final: float = 1.0  # beta at the end of training (annealed linearly per step)
 
     def __post_init__(self):
+        _check_values(self, "loss", ACTIVATION_LIMIT)
         _check_name(LOSSES, "loss.name", self.name)
         _check(0.0 <= self.label_smoothing < 1.0, "loss.label_smoothing", N_("in [0, 1)"),
                self.label_smoothing)
         _check(all(w >= 0 for w in self.class_weights), "loss.class_weights",
                N_("non-negative numbers"), self.class_weights)
-        _check(self.pos_weight > 0, "loss.pos_weight", N_("> 0"), self.pos_weight)
+        _check(all(w == 0 or w >= MIN_SCALE for w in self.class_weights) and (
+            not self.class_weights or max(self.class_weights) > 0), "loss.class_weights",
+            N_("weights that are 0 or >= 1e-6, not all 0 (the weighted mean would be 0 / 0)"),
+            self.class_weights)
+        _check(self.pos_weight >= MIN_SCALE, "loss.pos_weight", N_(">= 1e-6"), self.pos_weight)
         _check(self.smooth_l1_beta > 0, "loss.smooth_l1_beta", N_("> 0"), self.smooth_l1_beta)
         _check(self.margin_p in (1, 2), "loss.margin_p", N_("1 or 2"), self.margin_p)
         _check(self.focal_gamma >= 0, "loss.focal_gamma", N_(">= 0"), self.focal_gamma)
-        _check(self.focal_alpha > 0, "loss.focal_alpha", N_("> 0"), self.focal_alpha)
-        _check(self.distill_temperature > 0, "loss.distill_temperature", N_("> 0"),
+        _check(self.focal_alpha >= MIN_SCALE, "loss.focal_alpha", N_(">= 1e-6"), self.focal_alpha)
+        _check(self.distill_temperature >= MIN_SCALE, "loss.distill_temperature", N_(">= 1e-6"),
                self.distill_temperature)
-        _check(self.temperature > 0, "loss.temperature", N_("> 0"), self.temperature)
-        _check(self.temperature_final > 0, "loss.temperature_final", N_("> 0"),
+        _check(self.temperature >= MIN_SCALE, "loss.temperature", N_(">= 1e-6"), self.temperature)
+        _check(self.temperature_final >= MIN_SCALE, "loss.temperature_final", N_(">= 1e-6"),
                self.temperature_final)
+        if self.teacher and self.name != "kl-div":
+            raise ConfigError(_("loss.teacher is used only by loss.name = 'kl-div' "
+                                "(distillation), not {name!r}: add --set loss.name=kl-div, or "
+                                "leave loss.teacher empty").format(name=self.name))
 
 
 @dataclass(frozen=True)
@@ -201,6 +311,7 @@ class OptimConfig:
     line_search: str = "strong_wolfe"  # lbfgs: "strong_wolfe" or "none"
 
     def __post_init__(self):
+        _check_values(self, "optim")
         _check_name(OPTIMIZERS, "optim.name", self.name)
         _check(math.isfinite(self.lr) and self.lr > 0, "optim.lr", N_("a number > 0"), self.lr)
         _check(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", N_("two numbers in [0, 1)"),
@@ -216,9 +327,14 @@ class OptimConfig:
                N_("(0 < decrease < 1 < increase)"), self.etas)
         _check(0 < self.step_sizes[0] < self.step_sizes[1], "optim.step_sizes",
                N_("(0 < min < max)"), self.step_sizes)
+        # torch refuses these with a ValueError, or ASGD's step size overflows a Python float
+        for name in ("lr_decay", "initial_accumulator_value", "momentum_decay", "lambd", "t0"):
+            _check(getattr(self, name) >= 0, f"optim.{name}", N_(">= 0"), getattr(self, name))
+        _check(0.0 <= self.asgd_alpha <= 1.0, "optim.asgd_alpha", N_("in [0, 1]"),
+               self.asgd_alpha)
         _check(self.max_iter >= 1, "optim.max_iter", N_("an integer >= 1"), self.max_iter)
-        _check(self.history_size >= 1, "optim.history_size", N_("an integer >= 1"),
-               self.history_size)
+        _check(1 <= self.history_size <= MAX_HISTORY, "optim.history_size",
+               N_("an integer from 1 to 10000"), self.history_size)
         _check_choice("optim.line_search", self.line_search, ("strong_wolfe", "none"))
 
 
@@ -240,6 +356,7 @@ class SchedConfig:
     warmup_start_factor: float = 0.1  # warmup starts at optim.lr * this
 
     def __post_init__(self):
+        _check_values(self, "sched")
         _check_name(SCHEDULERS, "sched.name", self.name)
         _check(self.step_size >= 1, "sched.step_size", N_("an integer >= 1"), self.step_size)
         _check(0.0 < self.gamma <= 1.0, "sched.gamma", N_("in (0, 1]"), self.gamma)
@@ -258,7 +375,8 @@ class SchedConfig:
         _check(self.final_div_factor >= 1, "sched.final_div_factor", N_(">= 1"),
                self.final_div_factor)
         _check(self.warmup_epochs >= 0, "sched.warmup_epochs", N_(">= 0"), self.warmup_epochs)
-        _check(0.0 < self.warmup_start_factor <= 1.0, "sched.warmup_start_factor", N_("in (0, 1]"),
+        _check(MIN_SCALE <= self.warmup_start_factor <= 1.0, "sched.warmup_start_factor",
+               N_("in [1e-6, 1]"),
                self.warmup_start_factor)
         _check(not (self.name == "onecycle" and self.warmup_epochs > 0), "sched.warmup_epochs",
                N_("0 with onecycle (it has its own warmup: sched.pct_start)"), self.warmup_epochs)
@@ -285,11 +403,14 @@ class TrainConfig:
     tensorboard: bool = False  # also log epoch scalars to RUN_DIR/tensorboard (pip tensorboard)
 
     def __post_init__(self):
+        _check_values(self, "train")
         _check(self.epochs >= 1, "train.epochs", N_("an integer >= 1"), self.epochs)
-        _check(self.seed >= 0, "train.seed", N_("an integer >= 0"), self.seed)
+        _check(0 <= self.seed <= SEED_MAX, "train.seed",
+               N_("an integer from 0 to 4294967295 (numpy's seed range)"), self.seed)
         _check(self.log_interval >= 1, "train.log_interval", N_("an integer >= 1"),
                self.log_interval)
-        ok = self.device in ("auto", "cpu", "mps", "cuda") or self.device.startswith("cuda:")
+        ok = self.device in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d{1,4}",
+                                                                            self.device)
         _check(ok, "train.device", N_("'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"), self.device)
         _check_choice("train.amp", self.amp, ("off", "bf16", "fp16"))
         _check(self.clip_norm >= 0, "train.clip_norm", N_(">= 0 (0 = off)"), self.clip_norm)
@@ -311,6 +432,45 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        """Checks that span sections; each section has checked its own fields."""
+        _check_epochs_and_validation(self)
+        _check_optimizer_and_loss(self)
+
+
+def _check_epochs_and_validation(cfg: Config) -> None:
+    data, train = cfg.data, cfg.train
+    if data.balance != "none" and data.balance_finetune_epochs >= train.epochs:
+        raise ConfigError(_("data.balance_finetune_epochs ({finetune}) must be less than "
+                            "train.epochs ({epochs}): the balanced epochs come first").format(
+            finetune=data.balance_finetune_epochs, epochs=train.epochs))
+    if cfg.sched.warmup_epochs > train.epochs:
+        raise ConfigError(_("sched.warmup_epochs ({warmup}) must be at most train.epochs "
+                            "({epochs}): the learning rate would never reach optim.lr").format(
+            warmup=cfg.sched.warmup_epochs, epochs=train.epochs))
+    if cfg.sched.name == "plateau" and data.val_size == 0:
+        raise ConfigError(_("sched.name = 'plateau' follows the validation loss: set "
+                            "data.val_size (e.g. --set data.val_size=0.1)"))
+    if train.early_stop_patience and train.monitor.startswith("val_") and data.val_size == 0:
+        raise ConfigError(_("early stopping on train.monitor = '{monitor}' needs a validation "
+                            "split: set data.val_size (e.g. --set data.val_size=0.1)").format(
+            monitor=train.monitor))
+
+
+def _check_optimizer_and_loss(cfg: Config) -> None:
+    train = cfg.train
+    if cfg.sched.min_lr > cfg.optim.lr:
+        raise ConfigError(_("sched.min_lr ({min_lr}) must be at most optim.lr ({lr}): it is the "
+                            "floor the schedule decays to").format(min_lr=cfg.sched.min_lr,
+                                                                   lr=cfg.optim.lr))
+    if cfg.optim.name == "lbfgs" and (train.accum_steps > 1 or train.amp == "fp16"
+                                      or train.clip_norm or train.clip_value):
+        raise ConfigError(_("optim.name = 'lbfgs' re-evaluates its closure and cannot be "
+                            "combined with train.accum_steps > 1, fp16 or gradient clipping"))
+    if cfg.loss.name == "kl-div" and (cfg.loss.class_weights or cfg.data.balance == "weights"):
+        raise ConfigError(_("kl-div does not take class weights (loss.class_weights, "
+                            "data.balance = 'weights'); use cross-entropy or focal"))
 
 
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)  # "data" -> DataConfig, ...
@@ -385,8 +545,13 @@ def parse_set(item: str) -> tuple[str, object]:
     typ = typing.get_type_hints(SECTIONS[section])[name]
     if typ is str:
         raw = raw.strip()
-        # a quoted string may be given TOML-style; otherwise take the text as it is
-        value = tomllib.loads(f"v = {raw}")["v"] if raw[:1] in "'\"" and raw else raw
+        if not (raw[:1] in "'\"" and raw):  # a quoted string may be given TOML-style
+            return key, raw  # otherwise the text is taken as it is
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ConfigError(_("--set {key}: {raw!r} is not a valid quoted string; leave the "
+                                "quotes out or close them").format(key=key, raw=raw)) from None
     else:
         try:
             value = tomllib.loads(f"v = {raw.strip()}")["v"]
@@ -475,13 +640,17 @@ def from_dict(table: dict[str, dict[str, object]]) -> Config:
     return apply_overrides(Config(), flat)
 
 
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, str):  # TOML basic strings take no raw control characters
+        return '"' + "".join(_TOML_ESCAPES.get(c, f"\\u{ord(c):04x}" if c < " " or c == "\x7f"
+                                                else c) for c in value) + '"'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")
@@ -499,3 +668,28 @@ def to_toml(cfg: Config) -> str:
 def load_run_config(path: str | Path) -> Config:
     """The config a run directory recorded in its config.toml."""
     return apply_overrides(Config(), read_toml(path))
+
+
+def check_teacher(run_dir: str) -> Config:
+    """The config of the run that loss.teacher names, or one line on why it cannot teach.
+
+    Checked when training starts, not in Config: a distilled run must stay loadable for
+    evaluate, predict and serve after its teacher has moved or from another directory."""
+    path = Path(run_dir)
+    remedy = _("set loss.teacher to the run directory of a trained model (digitlab train --out "
+               "DIR), or leave it empty")
+    if not path.is_dir():
+        raise ConfigError(_("loss.teacher = {path!r}: no such directory; {remedy}").format(
+            path=run_dir, remedy=remedy))
+    if not (path / "config.toml").is_file():
+        raise ConfigError(_("loss.teacher = {path!r}: no config.toml there, so it is not a run "
+                            "directory; {remedy}").format(path=run_dir, remedy=remedy))
+    if not (path / "checkpoints" / "last.safetensors").is_file():
+        raise ConfigError(_("loss.teacher = {path!r}: no checkpoints/last.safetensors there "
+                            "(the run has not finished an epoch); {remedy}").format(
+            path=run_dir, remedy=remedy))
+    try:
+        return load_run_config(path / "config.toml")
+    except ConfigError as e:
+        raise ConfigError(_("loss.teacher = {path!r}: its config.toml is not valid: "
+                            "{error}").format(path=run_dir, error=e)) from None
