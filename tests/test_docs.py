@@ -78,7 +78,7 @@ def test_defaults_match_the_config(rows):
     defaults = config.to_dict(config.Config())
     for key in KEYS:
         section, name = key.split(".")
-        assert rows[key][1] == f"`{config._toml_value(defaults[section][name])}`", key
+        assert rows[key][1] == f"`{config.toml_value(defaults[section][name])}`", key
 
 
 @pytest.mark.parametrize("key", KEYS)

@@ -26,7 +26,8 @@ def test_filters_come_from_the_reported_checkpoint(patience, drawn, tmp_path, mo
         first_layers[name] = next(v for k, v in model.state_dict().items() if k.endswith("weight"))
         save_checkpoint(tmp_path / "checkpoints" / f"{name}.safetensors", model, None, meta)
     drawn_weights = []
-    monkeypatch.setattr(figures, "filters", lambda weight, path, title: drawn_weights.append(weight))
+    monkeypatch.setattr(figures, "filters",
+                        lambda weight, path, title: drawn_weights.append(weight))
     figures.run_filters(tmp_path, tmp_path / "filters.png")
     (weight,) = drawn_weights
     assert torch.equal(weight, first_layers[drawn])

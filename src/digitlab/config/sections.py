@@ -1,0 +1,382 @@
+"""The config sections: frozen dataclasses whose defaults are the tutorial recipe. Each checks
+its own fields in __post_init__; Config checks the rules that span sections."""
+
+from __future__ import annotations
+
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+
+from digitlab.config.checks import (
+    ACTIVATION_LIMIT,
+    MAX_CHANNELS,
+    MAX_HISTORY,
+    MAX_KERNEL,
+    MAX_WIDTH,
+    MAX_WORKERS,
+    MIN_SCALE,
+    MIN_STD,
+    SEED_MAX,
+    check,
+    check_choice,
+    check_name,
+    check_values,
+    check_weights,
+    conv_parameters,
+    mlp_parameters,
+)
+from digitlab.data import SOURCES
+from digitlab.errors import ConfigError
+from digitlab.i18n import N_, _
+from digitlab.models import ACTIVATIONS, INIT_SCHEMES, MODELS
+from digitlab.training.losses import LOSSES
+from digitlab.training.optim import OPTIMIZERS, SCHEDULERS
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "mnist"  # dataset source; see `digitlab list`
+    dir: str = ""  # folder with the four IDX files; "" = $DIGITLAB_DATA, then the user cache
+    download: bool = True  # fetch from the official mirrors (md5-checked) when nothing is found
+    mean: float = 0.1307  # Normalize mean, in pixel units / 255 (MNIST train mean)
+    std: float = 0.3081  # Normalize std, in pixel units / 255 (MNIST train std)
+    batch_size: int = 64  # training images per step
+    test_batch_size: int = 1000  # images per evaluation batch; affects speed only
+    loader: str = "device"  # "device": one tensor on the device; "torch": Dataset + DataLoader
+    num_workers: int = 0  # DataLoader worker processes (loader = "torch" only)
+    val_size: float = 0.0  # held out from train for validation: a fraction (<1) or a count
+    imbalance_ratio: float = 1.0  # >1 makes a long-tailed train set: largest/smallest class
+    imbalance_profile: str = "exponential"  # class sizes fall "exponential"ly or in a "step"
+    balance: str = "none"  # "none", "weights" (in the loss), "sampler", "lecun" (equal batches)
+    balance_finetune_epochs: int = 0  # last N epochs at the true class frequencies
+    augment_shift: int = 0  # random translation of training images, up to N pixels (device)
+
+    def __post_init__(self):
+        check_values(self, "data")
+        check_name(SOURCES, "data.name", self.name)
+        # pixels are scaled to 0..1 first; a mean outside that range or a tiny std sends the
+        # inputs towards overflow, and the run would stop on a NaN loss with advice about lr
+        check(0 <= self.mean <= 1, "data.mean", N_("in [0, 1] (pixels are scaled to 0..1)"),
+               self.mean)
+        check(self.std > 0, "data.std", N_("> 0"), self.std)
+        check(self.std >= MIN_STD, "data.std",
+               N_(">= 0.001 (a smaller std blows 0..1 pixels up beyond 1000)"), self.std)
+        check(self.batch_size >= 1, "data.batch_size", N_("an integer >= 1"), self.batch_size)
+        check(self.test_batch_size >= 1, "data.test_batch_size", N_("an integer >= 1"),
+               self.test_batch_size)
+        check_choice("data.loader", self.loader, ("device", "torch"))
+        check(0 <= self.num_workers <= MAX_WORKERS, "data.num_workers",
+               N_("an integer from 0 to 64"), self.num_workers)
+        check(self.val_size >= 0 and (self.val_size < 1 or self.val_size == int(self.val_size)),
+               "data.val_size", N_("a fraction in [0, 1) or a whole count"), self.val_size)
+        check(self.imbalance_ratio >= 1, "data.imbalance_ratio", N_(">= 1 (1 = balanced)"),
+               self.imbalance_ratio)
+        check_choice("data.imbalance_profile", self.imbalance_profile, ("exponential", "step"))
+        check_choice("data.balance", self.balance, ("none", "weights", "sampler", "lecun"))
+        check(0 <= self.augment_shift <= 8, "data.augment_shift", N_("an integer in 0..8"),
+               self.augment_shift)
+        check(self.augment_shift == 0 or self.loader == "device", "data.augment_shift",
+               N_("used with data.loader = 'device' (it runs on batches on the device)"),
+               self.augment_shift)
+        check(self.balance_finetune_epochs >= 0, "data.balance_finetune_epochs", N_(">= 0"),
+               self.balance_finetune_epochs)
+        check(self.balance_finetune_epochs == 0 or self.balance != "none",
+               "data.balance_finetune_epochs",
+               N_("0 when data.balance = 'none' (it fine-tunes after balanced epochs)"),
+               self.balance_finetune_epochs)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "seed-mlp"  # architecture; see `digitlab list`
+    activation: str = "relu"  # hidden activation of every model; see `digitlab list`
+    hidden: tuple[int, ...] = (128, 64)  # "mlp": hidden layer widths
+    channels: tuple[int, ...] = (32, 64)  # "cnn": conv block widths; "resnet": stage widths
+    kernel_size: int = 3  # "cnn": convolution kernel (odd)
+    pool: str = "max"  # "cnn": "max" or "avg" 2x2 pooling
+    dropout: float = 0.0  # drop probability before the classifier (and after each mlp layer)
+    batchnorm: bool = False  # "mlp", "cnn": batch norm after each linear/conv layer
+    init: str = "default"  # "default" (PyTorch's), "kaiming", "xavier", "orthogonal"
+    negative_slope: float = 0.01  # leakyrelu
+    rrelu_lower: float = 0.125  # rrelu: random slope range in training (lower, upper)
+    rrelu_upper: float = 0.3333333333333333  # (lower, upper) = (1/8, 1/3) as in PyTorch
+    prelu_per_channel: bool = False  # prelu: one learned slope per channel instead of one
+    softplus_beta: float = 1.0  # softplus sharpness
+    softplus_threshold: float = 20.0  # softplus: linear above this beta * x
+    alpha: float = 1.0  # elu, celu
+    gelu_approximate: str = "none"  # gelu: "none" (exact erf) or "tanh"
+    hardtanh_min: float = -1.0  # hardtanh clip range
+    hardtanh_max: float = 1.0  # hardtanh: upper clip (see hardtanh_min)
+    threshold: float = 0.1  # threshold: inputs at or below this ...
+    threshold_value: float = 0.0  # ... are replaced by this
+    shrink_lambda: float = 0.5  # softshrink, hardshrink band half-width
+
+    def __post_init__(self):
+        check_values(self, "model", ACTIVATION_LIMIT)
+        check_name(MODELS, "model.name", self.name)
+        check_name(ACTIVATIONS, "model.activation", self.activation)
+        # Sizes are bounded whether or not model.name uses them; the weight estimate comes
+        # first, so that a huge width is refused with what it would cost.
+        check_weights("model.hidden", self.hidden, mlp_parameters(self.hidden))
+        check(len(self.hidden) >= 1 and all(1 <= h <= MAX_WIDTH for h in self.hidden),
+               "model.hidden", N_("a non-empty list of widths from 1 to 65536"), self.hidden)
+        check(1 <= self.kernel_size <= MAX_KERNEL and self.kernel_size % 2 == 1,
+               "model.kernel_size", N_("an odd integer from 1 to 27 (the images are 28x28)"),
+               self.kernel_size)
+        check(1 <= len(self.channels) <= 4, "model.channels", N_("1 to 4 widths from 1 to 4096"),
+               self.channels)
+        check_weights("model.channels", self.channels,
+                       conv_parameters(self.name, self.channels, self.kernel_size))
+        check(all(1 <= c <= MAX_CHANNELS for c in self.channels), "model.channels",
+               N_("1 to 4 widths from 1 to 4096"), self.channels)
+        check_choice("model.pool", self.pool, ("max", "avg"))
+        check(0.0 <= self.dropout < 1.0, "model.dropout", N_("in [0, 1)"), self.dropout)
+        check_choice("model.init", self.init, INIT_SCHEMES)
+        check(0.0 <= self.rrelu_lower <= self.rrelu_upper, "model.rrelu_lower",
+               N_("<= model.rrelu_upper and >= 0"), self.rrelu_lower)
+        check(self.softplus_beta >= MIN_SCALE, "model.softplus_beta", N_(">= 1e-6"),
+               self.softplus_beta)
+        check(self.alpha >= MIN_SCALE, "model.alpha", N_(">= 1e-6"), self.alpha)
+        check_choice("model.gelu_approximate", self.gelu_approximate, ("none", "tanh"))
+        check(self.hardtanh_min < self.hardtanh_max, "model.hardtanh_min",
+               N_("< model.hardtanh_max"), self.hardtanh_min)
+        check(self.shrink_lambda >= 0, "model.shrink_lambda", N_(">= 0"), self.shrink_lambda)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "cross-entropy"  # see `digitlab list`
+    label_smoothing: float = 0.0  # share of target mass spread over all classes, 0..1
+    class_weights: tuple[float, ...] = ()  # one weight per class; () = all equal
+    ignore_index: int = -100  # cross-entropy, nll: targets with this label are skipped
+    pos_weight: float = 1.0  # bce: weight of the positive (one-hot 1) terms
+    smooth_l1_beta: float = 1.0  # smooth-l1: where it switches from quadratic to linear
+    margin: float = 1.0  # multi-margin hinge margin
+    margin_p: int = 1  # multi-margin: 1 (hinge) or 2 (squared hinge)
+    focal_gamma: float = 2.0  # focal: down-weights easy examples by (1 - p)^gamma
+    focal_alpha: float = 1.0  # focal: overall weight (per-class weights: class_weights)
+    teacher: str = ""  # kl-div: RUN_DIR of a trained teacher; "" = smoothed one-hot targets
+    distill_temperature: float = 4.0  # kl-div with a teacher: softens both distributions
+    temperature: float = 1.0  # softmax temperature beta: the loss sees beta * logits
+    temperature_final: float = 1.0  # beta at the end of training (annealed linearly per step)
+
+    def __post_init__(self):
+        check_values(self, "loss", ACTIVATION_LIMIT)
+        check_name(LOSSES, "loss.name", self.name)
+        check(0.0 <= self.label_smoothing < 1.0, "loss.label_smoothing", N_("in [0, 1)"),
+               self.label_smoothing)
+        check(all(w >= 0 for w in self.class_weights), "loss.class_weights",
+               N_("non-negative numbers"), self.class_weights)
+        check(all(w == 0 or w >= MIN_SCALE for w in self.class_weights) and (
+            not self.class_weights or max(self.class_weights) > 0), "loss.class_weights",
+            N_("weights that are 0 or >= 1e-6, not all 0 (the weighted mean would be 0 / 0)"),
+            self.class_weights)
+        check(self.pos_weight >= MIN_SCALE, "loss.pos_weight", N_(">= 1e-6"), self.pos_weight)
+        check(self.smooth_l1_beta > 0, "loss.smooth_l1_beta", N_("> 0"), self.smooth_l1_beta)
+        check(self.margin_p in (1, 2), "loss.margin_p", N_("1 or 2"), self.margin_p)
+        check(self.focal_gamma >= 0, "loss.focal_gamma", N_(">= 0"), self.focal_gamma)
+        check(self.focal_alpha >= MIN_SCALE, "loss.focal_alpha", N_(">= 1e-6"), self.focal_alpha)
+        check(self.distill_temperature >= MIN_SCALE, "loss.distill_temperature", N_(">= 1e-6"),
+               self.distill_temperature)
+        check(self.temperature >= MIN_SCALE, "loss.temperature", N_(">= 1e-6"), self.temperature)
+        check(self.temperature_final >= MIN_SCALE, "loss.temperature_final", N_(">= 1e-6"),
+               self.temperature_final)
+        if self.teacher and self.name != "kl-div":
+            raise ConfigError(_("loss.teacher is used only by loss.name = 'kl-div' "
+                                "(distillation), not {name!r}: add --set loss.name=kl-div, or "
+                                "leave loss.teacher empty").format(name=self.name))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"  # see `digitlab list`
+    lr: float = 1e-3  # learning rate (the peak for sched.name = "onecycle")
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam family: moment decay rates
+    eps: float = 1e-8  # Adam family, rmsprop, adagrad, adadelta: denominator guard
+    weight_decay: float = 0.0  # L2 penalty (decoupled for adamw)
+    decay_bias_norm: bool = True  # false: no weight decay on biases and norm parameters
+    momentum: float = 0.0  # sgd, rmsprop
+    nesterov: bool = False  # sgd: Nesterov momentum (needs momentum > 0, dampening 0)
+    dampening: float = 0.0  # sgd
+    amsgrad: bool = False  # adam, adamw: keep the max of past squared gradients
+    alpha: float = 0.99  # rmsprop: smoothing constant of the squared-gradient average
+    centered: bool = False  # rmsprop: normalize by the gradient's variance estimate
+    rho: float = 0.9  # adadelta: decay of the running averages
+    lr_decay: float = 0.0  # adagrad
+    initial_accumulator_value: float = 0.0  # adagrad
+    momentum_decay: float = 0.004  # nadam
+    etas: tuple[float, float] = (0.5, 1.2)  # rprop: step-size (decrease, increase) factors
+    step_sizes: tuple[float, float] = (1e-6, 50.0)  # rprop: (min, max) step size
+    lambd: float = 1e-4  # asgd: decay term
+    asgd_alpha: float = 0.75  # asgd: power for eta update
+    t0: float = 1e6  # asgd: step at which averaging starts
+    max_iter: int = 20  # lbfgs: iterations per optimizer step
+    history_size: int = 100  # lbfgs: remembered curvature pairs
+    line_search: str = "strong_wolfe"  # lbfgs: "strong_wolfe" or "none"
+
+    def __post_init__(self):
+        check_values(self, "optim")
+        check_name(OPTIMIZERS, "optim.name", self.name)
+        check(math.isfinite(self.lr) and self.lr > 0, "optim.lr", N_("a number > 0"), self.lr)
+        check(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", N_("two numbers in [0, 1)"),
+               self.betas)
+        check(self.eps > 0, "optim.eps", N_("> 0"), self.eps)
+        check(self.weight_decay >= 0, "optim.weight_decay", N_(">= 0"), self.weight_decay)
+        check(0.0 <= self.momentum < 1.0, "optim.momentum", N_("in [0, 1)"), self.momentum)
+        check(not self.nesterov or (self.momentum > 0 and self.dampening == 0),
+               "optim.nesterov", N_("used with momentum > 0 and dampening = 0"), self.nesterov)
+        check(0.0 <= self.alpha <= 1.0, "optim.alpha", N_("in [0, 1]"), self.alpha)
+        check(0.0 <= self.rho <= 1.0, "optim.rho", N_("in [0, 1]"), self.rho)
+        check(0 < self.etas[0] < 1 < self.etas[1], "optim.etas",
+               N_("(0 < decrease < 1 < increase)"), self.etas)
+        check(0 < self.step_sizes[0] < self.step_sizes[1], "optim.step_sizes",
+               N_("(0 < min < max)"), self.step_sizes)
+        # torch refuses these with a ValueError, or ASGD's step size overflows a Python float
+        for name in ("lr_decay", "initial_accumulator_value", "momentum_decay", "lambd", "t0"):
+            check(getattr(self, name) >= 0, f"optim.{name}", N_(">= 0"), getattr(self, name))
+        check(0.0 <= self.asgd_alpha <= 1.0, "optim.asgd_alpha", N_("in [0, 1]"),
+               self.asgd_alpha)
+        check(self.max_iter >= 1, "optim.max_iter", N_("an integer >= 1"), self.max_iter)
+        check(1 <= self.history_size <= MAX_HISTORY, "optim.history_size",
+               N_("an integer from 1 to 10000"), self.history_size)
+        check_choice("optim.line_search", self.line_search, ("strong_wolfe", "none"))
+
+
+@dataclass(frozen=True)
+class SchedConfig:
+    name: str = "none"  # learning-rate schedule; see `digitlab list`
+    step_size: int = 1  # step: epochs between decays
+    gamma: float = 0.1  # step, multistep, exponential: lr multiplier per decay / per epoch
+    milestones: tuple[int, ...] = ()  # multistep: epochs at which to decay
+    min_lr: float = 0.0  # cosine, cosine-warm-restarts, plateau: the floor of the lr
+    restart_epochs: int = 1  # cosine-warm-restarts: length of the first cycle, in epochs
+    restart_mult: int = 1  # cosine-warm-restarts: each cycle is this many times longer
+    factor: float = 0.1  # plateau: lr multiplier when validation loss stalls
+    patience: int = 2  # plateau: epochs without improvement before decaying
+    pct_start: float = 0.3  # onecycle: share of the steps spent rising to optim.lr
+    div_factor: float = 25.0  # onecycle: starting lr = optim.lr / div_factor
+    final_div_factor: float = 1e4  # onecycle: final lr = starting lr / final_div_factor
+    warmup_epochs: float = 0.0  # linear warmup in front of the schedule, per step (0 = none)
+    warmup_start_factor: float = 0.1  # warmup starts at optim.lr * this
+
+    def __post_init__(self):
+        check_values(self, "sched")
+        check_name(SCHEDULERS, "sched.name", self.name)
+        check(self.step_size >= 1, "sched.step_size", N_("an integer >= 1"), self.step_size)
+        check(0.0 < self.gamma <= 1.0, "sched.gamma", N_("in (0, 1]"), self.gamma)
+        check(list(self.milestones) == sorted(set(self.milestones)) and
+               all(m >= 1 for m in self.milestones), "sched.milestones",
+               N_("increasing epoch numbers >= 1"), self.milestones)
+        check(self.min_lr >= 0, "sched.min_lr", N_(">= 0"), self.min_lr)
+        check(self.restart_epochs >= 1, "sched.restart_epochs", N_("an integer >= 1"),
+               self.restart_epochs)
+        check(self.restart_mult >= 1, "sched.restart_mult", N_("an integer >= 1"),
+               self.restart_mult)
+        check(0.0 < self.factor < 1.0, "sched.factor", N_("in (0, 1)"), self.factor)
+        check(self.patience >= 0, "sched.patience", N_(">= 0"), self.patience)
+        check(0.0 < self.pct_start < 1.0, "sched.pct_start", N_("in (0, 1)"), self.pct_start)
+        check(self.div_factor >= 1, "sched.div_factor", N_(">= 1"), self.div_factor)
+        check(self.final_div_factor >= 1, "sched.final_div_factor", N_(">= 1"),
+               self.final_div_factor)
+        check(self.warmup_epochs >= 0, "sched.warmup_epochs", N_(">= 0"), self.warmup_epochs)
+        check(MIN_SCALE <= self.warmup_start_factor <= 1.0, "sched.warmup_start_factor",
+               N_("in [1e-6, 1]"),
+               self.warmup_start_factor)
+        check(not (self.name == "onecycle" and self.warmup_epochs > 0), "sched.warmup_epochs",
+               N_("0 with onecycle (it has its own warmup: sched.pct_start)"), self.warmup_epochs)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5  # full passes over the training split
+    seed: int = 42  # seeds init, shuffling, splits and dropout; same seed, same run (CPU)
+    device: str = "auto"  # "auto" = cuda, then mps, then cpu; or e.g. "cpu", "cuda:1"
+    log_interval: int = 100  # print the batch loss every N batches (a host sync each time)
+    out: str = ""  # run directory; "" = runs/<timestamp>-<dataset>-<model>
+    amp: str = "off"  # autocast: "off", "bf16" (CPU and CUDA), "fp16" (CUDA, with GradScaler)
+    clip_norm: float = 0.0  # clip the global gradient norm to this (0 = off)
+    clip_value: float = 0.0  # clip each gradient element to +-this (0 = off)
+    accum_steps: int = 1  # batches whose gradients add up before one optimizer step
+    compile: bool = False  # torch.compile the model (pays off on GPUs; measure on CPUs)
+    channels_last: bool = False  # convnets: NHWC memory layout, often faster convolutions
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
+    early_stop_patience: int = 0  # stop after N epochs without improvement (0 = off)
+    monitor: str = "val_loss"  # early stopping and "best" checkpoint: val_/test_ loss/accuracy
+    mode: str = "auto"  # "min", "max", or "auto" (max for accuracy, min for loss)
+    min_delta: float = 0.0  # the smallest change that counts as an improvement
+    tensorboard: bool = False  # also log epoch scalars to RUN_DIR/tensorboard (pip tensorboard)
+
+    def __post_init__(self):
+        check_values(self, "train")
+        check(self.epochs >= 1, "train.epochs", N_("an integer >= 1"), self.epochs)
+        check(0 <= self.seed <= SEED_MAX, "train.seed",
+               N_("an integer from 0 to 4294967295 (numpy's seed range)"), self.seed)
+        check(self.log_interval >= 1, "train.log_interval", N_("an integer >= 1"),
+               self.log_interval)
+        ok = self.device in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d{1,4}",
+                                                                            self.device)
+        check(ok, "train.device", N_("'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"), self.device)
+        check_choice("train.amp", self.amp, ("off", "bf16", "fp16"))
+        check(self.clip_norm >= 0, "train.clip_norm", N_(">= 0 (0 = off)"), self.clip_norm)
+        check(self.clip_value >= 0, "train.clip_value", N_(">= 0 (0 = off)"), self.clip_value)
+        check(self.accum_steps >= 1, "train.accum_steps", N_("an integer >= 1"), self.accum_steps)
+        check(self.early_stop_patience >= 0, "train.early_stop_patience", N_(">= 0"),
+               self.early_stop_patience)
+        check_choice("train.monitor", self.monitor,
+                      ("val_loss", "val_accuracy", "test_loss", "test_accuracy"))
+        check_choice("train.mode", self.mode, ("auto", "min", "max"))
+        check(self.min_delta >= 0, "train.min_delta", N_(">= 0"), self.min_delta)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        """Checks that span sections; each section has checked its own fields."""
+        _check_epochs_and_validation(self)
+        _check_optimizer_and_loss(self)
+
+
+def _check_epochs_and_validation(cfg: Config) -> None:
+    data, train = cfg.data, cfg.train
+    if data.balance != "none" and data.balance_finetune_epochs >= train.epochs:
+        raise ConfigError(_("data.balance_finetune_epochs ({finetune}) must be less than "
+                            "train.epochs ({epochs}): the balanced epochs come first").format(
+            finetune=data.balance_finetune_epochs, epochs=train.epochs))
+    if cfg.sched.warmup_epochs > train.epochs:
+        raise ConfigError(_("sched.warmup_epochs ({warmup}) must be at most train.epochs "
+                            "({epochs}): the learning rate would never reach optim.lr").format(
+            warmup=cfg.sched.warmup_epochs, epochs=train.epochs))
+    if cfg.sched.name == "plateau" and data.val_size == 0:
+        raise ConfigError(_("sched.name = 'plateau' follows the validation loss: set "
+                            "data.val_size (e.g. --set data.val_size=0.1)"))
+    if train.early_stop_patience and train.monitor.startswith("val_") and data.val_size == 0:
+        raise ConfigError(_("early stopping on train.monitor = '{monitor}' needs a validation "
+                            "split: set data.val_size (e.g. --set data.val_size=0.1)").format(
+            monitor=train.monitor))
+
+
+def _check_optimizer_and_loss(cfg: Config) -> None:
+    train = cfg.train
+    if cfg.sched.min_lr > cfg.optim.lr:
+        raise ConfigError(_("sched.min_lr ({min_lr}) must be at most optim.lr ({lr}): it is the "
+                            "floor the schedule decays to").format(min_lr=cfg.sched.min_lr,
+                                                                   lr=cfg.optim.lr))
+    if cfg.optim.name == "lbfgs" and (train.accum_steps > 1 or train.amp == "fp16"
+                                      or train.clip_norm or train.clip_value):
+        raise ConfigError(_("optim.name = 'lbfgs' re-evaluates its closure and cannot be "
+                            "combined with train.accum_steps > 1, fp16 or gradient clipping"))
+    if cfg.loss.name == "kl-div" and (cfg.loss.class_weights or cfg.data.balance == "weights"):
+        raise ConfigError(_("kl-div does not take class weights (loss.class_weights, "
+                            "data.balance = 'weights'); use cross-entropy or focal"))
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)  # "data" -> DataConfig, ...
+
