@@ -303,7 +303,10 @@ def cmd_plot(args) -> int:
         from digitlab.config import build_config
 
         cfg, _explicit = build_config(args.config, args.sets, {"epochs": args.epochs})
-        path = figures.schedule(cfg, args.steps_per_epoch or steps_per_epoch(cfg), Path(args.out))
+        from digitlab.training.setup import batches_per_epoch
+
+        path = figures.schedule(cfg, args.steps_per_epoch or batches_per_epoch(cfg),
+                                Path(args.out))
     elif args.figure == "filters":
         path = figures.run_filters(Path(args.run_dir), Path(args.out) if args.out else None)
     else:
@@ -311,19 +314,6 @@ def cmd_plot(args) -> int:
             Path(args.out))
     print(_("wrote {path}").format(path=path))
     return 0
-
-
-def steps_per_epoch(cfg) -> int:
-    """Batches in the first epoch of the configured training split, as `train` counts them
-    (the training splits and balance mode included; loads the dataset)."""
-    from digitlab.data import SOURCES
-    from digitlab.data.loader import epoch_batches
-    from digitlab.training.setup import training_splits
-
-    dataset = SOURCES.get(cfg.data.name)(cfg.data)
-    train, _ = training_splits(dataset, cfg)
-    return epoch_batches(train.labels, cfg.data.batch_size, cfg.data.balance,
-                         len(dataset.classes))
 
 
 def cmd_sweep(args) -> int:

@@ -14,6 +14,7 @@ from rich.console import Console
 from digitlab.config import Config, check_teacher, load_run_config
 from digitlab.data import SOURCES, Dataset, Split
 from digitlab.data.balance import make_imbalanced, val_split
+from digitlab.data.loader import epoch_batches
 from digitlab.errors import ConfigError, DataNotFound, UsageError
 from digitlab.i18n import _
 from digitlab.training.checkpoint import load_model
@@ -38,6 +39,15 @@ def load_data(cfg: Config, fallback: bool, console: Console) -> tuple[Dataset, C
     console.rule(style="yellow")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=FALLBACK_DATASET))
     return SOURCES.get(FALLBACK_DATASET)(cfg.data), cfg, notice
+
+
+def batches_per_epoch(cfg: Config) -> int:
+    """Batches in the first epoch of the configured training split, as `train` counts them
+    (the training splits and balance mode included; loads the dataset)."""
+    dataset = SOURCES.get(cfg.data.name)(cfg.data)
+    train, _val = training_splits(dataset, cfg)
+    return epoch_batches(train.labels, cfg.data.batch_size, cfg.data.balance,
+                         len(dataset.classes))
 
 
 def training_splits(dataset: Dataset, cfg: Config) -> tuple[Split, Split | None]:
