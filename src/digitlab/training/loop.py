@@ -107,7 +107,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
     autocast = make_autocast(device, cfg.train.amp)
     class_weights = (balancing_weights(train_split.labels, num_classes)
                      if cfg.data.balance == "weights" else None)
-    teacher = load_teacher(cfg.loss.teacher, device) if cfg.loss.teacher else None
+    teacher = (load_teacher(cfg.loss.teacher, dataset.classes, device) if cfg.loss.teacher
+               else None)
     criterion = Criterion(cfg.loss, num_classes, sum(batches_per_epoch), device, class_weights,
                           teacher, autocast)
     optimizer = OPTIMIZERS.get(cfg.optim.name)(param_groups(model, cfg.optim), cfg.optim)

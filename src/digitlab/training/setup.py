@@ -92,8 +92,14 @@ def resume_config(run_dir: str | Path, epochs: int | None) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, out=str(run_dir)))
 
 
-def load_teacher(run_dir: str, device: torch.device) -> torch.nn.Module:
+def load_teacher(run_dir: str, classes: tuple[str, ...], device: torch.device) -> torch.nn.Module:
     """The model a trained run reports (checkpoint.reported_checkpoint: its best epoch under
-    early stopping, else its last), frozen, for distillation (loss.teacher)."""
-    teacher, _cfg, _meta, _path = load_model(run_dir)
+    early stopping, else its last), frozen, for distillation (loss.teacher). Its classes must
+    be the student's: its outputs become the student's targets, class by class."""
+    teacher, _cfg, meta, path = load_model(run_dir)
+    if list(meta["classes"]) != list(classes):
+        raise ConfigError(_("loss.teacher {run_dir} was trained on other classes ({teacher}) "
+                            "than this run's dataset ({student}); distil from a run of the "
+                            "same dataset").format(run_dir=run_dir, teacher=list(meta["classes"]),
+                                                   student=list(classes)))
     return teacher.to(device).eval().requires_grad_(False)
