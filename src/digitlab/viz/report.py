@@ -33,12 +33,12 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def _image(path: Path, alt: str) -> str:
+def html_image(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _table(header: list[str], rows: list[list[object]]) -> str:
+def html_table(header: list[str], rows: list[list[object]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
                    for row in rows)
@@ -70,7 +70,7 @@ def render(run_dir: Path) -> str:
         parts.append(f"<p class='notice'>{html.escape(summary['dataset_notice'])}</p>")
     if summary:
         keys = [k for k in summary if k not in ("dataset_notice", "best_metric")]
-        parts += ["<h2>Summary</h2>", _table(["key", "value"],
+        parts += ["<h2>Summary</h2>", html_table(["key", "value"],
                                             [[k, _fmt(summary[k])] for k in keys])]
     if evaluation.get("per_class"):
         rows = [[name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
@@ -79,19 +79,19 @@ def render(run_dir: Path) -> str:
         rows.append(["macro average", f"{macro['precision']:.4f}", f"{macro['recall']:.4f}",
                      f"{macro['f1']:.4f}", evaluation["num_samples"]])
         parts += ["<h2>Per class (test split)</h2>",
-                  _table(["class", "precision", "recall", "F1", "support"], rows)]
+                  html_table(["class", "precision", "recall", "F1", "support"], rows)]
         if evaluation.get("most_confused"):
-            parts += ["<h3>Most confused pairs</h3>", _table(
+            parts += ["<h3>Most confused pairs</h3>", html_table(
                 ["true", "predicted", "count"],
                 [[p["true"], p["predicted"], p["count"]] for p in evaluation["most_confused"]])]
     for name, heading in FIGURES:
         path = run_dir / "plots" / name
         if path.is_file():
-            parts += [f"<h2>{heading}</h2>", _image(path, heading)]
+            parts += [f"<h2>{heading}</h2>", html_image(path, heading)]
     if history:
         keys = list(history[0])
         parts += ["<h2>Metrics per epoch</h2>",
-                  _table(keys, [[_fmt(r.get(k, "")) for k in keys] for r in history])]
+                  html_table(keys, [[_fmt(r.get(k, "")) for k in keys] for r in history])]
     if config:
         parts += ["<h2>Config</h2>", f"<pre>{html.escape(config)}</pre>"]
     parts.append("<p class='muted'>Written by digitlab.</p></body></html>")

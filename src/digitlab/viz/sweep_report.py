@@ -8,7 +8,7 @@ from pathlib import Path
 
 from digitlab.io import atomic_write_text, read_jsonl
 from digitlab.viz.plots import pyplot, save_figure
-from digitlab.viz.report import STYLE, _image, _table
+from digitlab.viz.report import STYLE, html_image, html_table
 
 
 def combo_label(row: dict, keys: list[str]) -> str:
@@ -82,7 +82,7 @@ def write_sweep_report(out: Path, keys: list[str], rows: list[dict]) -> Path:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>digitlab sweep"
              f"</title><style>{STYLE}</style></head><body><h1>Sweep over "
              f"{html.escape(', '.join(keys))}</h1><p class='muted'>{html.escape(str(out))}</p>",
-             _image(out / "sweep.png", "sweep results"), "<h2>Runs</h2>", _table(header, table),
+             html_image(out / "sweep.png", "sweep results"), "<h2>Runs</h2>", html_table(header, table),
              "<p class='muted'>Each run's own report.html is in its folder.</p></body></html>"]
     path = out / "report.html"
     atomic_write_text(path, "\n".join(parts))
