@@ -82,7 +82,8 @@ def write_sweep_report(out: Path, keys: list[str], rows: list[dict]) -> Path:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>digitlab sweep"
              f"</title><style>{STYLE}</style></head><body><h1>Sweep over "
              f"{html.escape(', '.join(keys))}</h1><p class='muted'>{html.escape(str(out))}</p>",
-             html_image(out / "sweep.png", "sweep results"), "<h2>Runs</h2>", html_table(header, table),
+             html_image(out / "sweep.png", "sweep results"), "<h2>Runs</h2>",
+             html_table(header, table),
              "<p class='muted'>Each run's own report.html is in its folder.</p></body></html>"]
     path = out / "report.html"
     atomic_write_text(path, "\n".join(parts))
