@@ -89,12 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help=_("classify digit images (photos, scans, drawings)"))
     p.add_argument("model", metavar="RUN_DIR|CHECKPOINT",
                    help=_("a run directory, or one of its .safetensors checkpoints"))
-    p.add_argument("paths", metavar="PATH", nargs="+", help=_("image files or folders (recursive)"))
+    paths = p.add_argument("paths", metavar="PATH", nargs="+", default=[],
+                           help=_("image files or folders (recursive); not with --kaggle-csv"))
+    # Optional, for --kaggle-csv, but not nargs="*": argparse would match "*" empty together
+    # with RUN_DIR and then refuse the PATHs of `predict RUN --show DIR image.png`.
+    paths.required = False
     p.add_argument("--json", action="store_true", help=_("print a JSON list instead of lines"))
     p.add_argument("--top-k", type=int, default=1, metavar="K",
                    help=_("also report the K most likely labels"))
     p.add_argument("--show", metavar="DIR",
                    help=_("save each input beside the 28x28 the model saw, to debug bad cases"))
+    p.add_argument("--kaggle-csv", metavar="TEST.CSV",
+                   help=_("predict Kaggle's Digit Recognizer test.csv (pixel0..pixel783) and "
+                          "write the submission (ImageId,Label) to --out"))
+    p.add_argument("--out", metavar="SUBMISSION.CSV",
+                   help=_("with --kaggle-csv: the submission file to write"))
+    p.add_argument("--force", action="store_true",
+                   help=_("overwrite --out if it exists (default: refuse)"))
     p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("serve", parents=[common],
@@ -121,9 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=_("print the names as JSON"))
 
     p = sub.add_parser("evaluate", parents=[common],
-                       help=_("re-evaluate a run's saved model on the test split"))
+                       help=_("re-evaluate a run's saved model on the test split, or on "
+                              "labelled image files (--images)"))
     p.add_argument("run_dir", metavar="RUN_DIR", help=_("a run directory made by digitlab train"))
     p.add_argument("--data-dir", help=_("folder with the dataset files"))
+    p.add_argument("--images", metavar="DIR",
+                   help=_("evaluate on labelled image files instead of the test split: "
+                          "DIR/<label>/<image>, or DIR/labels.csv with a file,label header; "
+                          "writes RUN_DIR/evaluation-<name>.json and "
+                          "RUN_DIR/plots/mistakes-<name>.png"))
     p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("bench", parents=[common],
@@ -170,15 +187,30 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from digitlab.errors import UsageError
     from digitlab.viz.analysis import evaluate_run
+    from digitlab.viz.images import evaluate_images, format_report
 
-    report = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
-    print(_("{dataset}: test accuracy {accuracy:.2f}%, test loss {loss:.4f} on {count:,} images "
-            "-> {path}").format(dataset=report.get("dataset_title", report["dataset"]),
-                                accuracy=100 * report["test_accuracy"],
-                                loss=report["test_loss"], count=report["num_samples"],
-                                path=f"{args.run_dir}/evaluation.json"))
-    return 0
+    if args.images is None:
+        report = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
+        print(_("{dataset}: test accuracy {accuracy:.2f}%, test loss {loss:.4f} on {count:,} "
+                "images -> {path}").format(dataset=report.get("dataset_title", report["dataset"]),
+                                           accuracy=100 * report["test_accuracy"],
+                                           loss=report["test_loss"], count=report["num_samples"],
+                                           path=f"{args.run_dir}/evaluation.json"))
+        return 0
+    if args.data_dir:
+        raise UsageError(_("--data-dir and --images exclude each other: --data-dir is for the "
+                           "test split, --images for image files"))
+    report = evaluate_images(args.run_dir, args.images, device=args.device)
+    print(format_report(report))
+    for item in report["unreadable"]:  # by name, on stderr like predict's; and in the JSON
+        print(_("digitlab: unreadable: {reason}").format(reason=item["reason"]), file=sys.stderr)
+    if report["unreadable"]:
+        print(_("digitlab: {failed} of {total} files could not be read (counted as errors)")
+              .format(failed=len(report["unreadable"]), total=report["counts"]["files"]),
+              file=sys.stderr)
+    return 1 if report["unreadable"] else 0
 
 
 def cmd_bench(args) -> int:
@@ -210,6 +242,11 @@ def cmd_predict(args) -> int:
 
     if args.top_k < 1:
         raise UsageError(_("--top-k must be at least 1"))
+    if args.kaggle_csv or args.out:
+        return predict_kaggle(args)
+    if not args.paths:
+        raise UsageError(_("give image files or folders to predict, or --kaggle-csv TEST.CSV "
+                           "--out SUBMISSION.CSV"))
     if args.show:
         show_dir = Path(args.show)
         try:  # before the work: a --show that cannot be written fails at once, in one line
@@ -254,6 +291,21 @@ def cmd_predict(args) -> int:
         print(_("digitlab: {failed} of {total} files could not be read").format(
             failed=failed, total=len(files)), file=sys.stderr)
     return 1 if failed else 0
+
+
+def predict_kaggle(args) -> int:
+    """predict --kaggle-csv TEST.CSV --out SUBMISSION.CSV: one submission file, no images."""
+    from digitlab.errors import UsageError
+    from digitlab.inference.kaggle import submit
+
+    if not (args.kaggle_csv and args.out):
+        raise UsageError(_("--kaggle-csv TEST.CSV and --out SUBMISSION.CSV go together"))
+    if args.paths or args.show or args.json or args.top_k > 1:
+        raise UsageError(_("--kaggle-csv writes one submission file: give it without image "
+                           "PATHs, --show, --json or --top-k"))
+    count = submit(args.model, args.kaggle_csv, args.out, args.force, args.device)
+    print(_("wrote {count:,} predictions to {path}").format(count=count, path=args.out))
+    return 0
 
 
 def cmd_serve(args) -> int:

@@ -37,7 +37,9 @@ from digitlab.training.optim import OPTIMIZERS, SCHEDULERS
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "mnist"  # dataset source; see `digitlab list`
-    dir: str = ""  # folder with the four IDX files; "" = $DIGITLAB_DATA, then the user cache
+    dir: str = ""  # IDX folder ("" = $DIGITLAB_DATA, then cache); folder: DIR/LABEL/*.png; csv: CSV
+    test_dir: str = ""  # folder, csv: the test split, same layout; "" = a hold-out of data.dir
+    test_fraction: float = 0.2  # folder, csv: share of each class held out (seed 0) as test
     download: bool = True  # fetch from the official mirrors (md5-checked) when nothing is found
     mean: float = 0.1307  # Normalize mean, in pixel units / 255 (MNIST train mean)
     std: float = 0.3081  # Normalize std, in pixel units / 255 (MNIST train std)
@@ -79,6 +81,15 @@ class DataConfig:
         check(self.augment_shift == 0 or self.loader == "device", "data.augment_shift",
                N_("used with data.loader = 'device' (it runs on batches on the device)"),
                self.augment_shift)
+        own_files = self.name in ("folder", "csv")
+        check(self.dir != "" or not own_files, "data.dir",
+               N_("set (--data-dir) for the folder and csv datasets: the folder of class "
+                  "sub-folders, or the CSV file"), self.dir)
+        check(self.test_dir == "" or own_files, "data.test_dir",
+               N_("empty unless data.name is 'folder' or 'csv' (other datasets have their own "
+                  "test split)"), self.test_dir)
+        check(0 < self.test_fraction < 1, "data.test_fraction", N_("a fraction in (0, 1)"),
+               self.test_fraction)
         check(self.balance_finetune_epochs >= 0, "data.balance_finetune_epochs", N_(">= 0"),
                self.balance_finetune_epochs)
         check(self.balance_finetune_epochs == 0 or self.balance != "none",

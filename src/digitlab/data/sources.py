@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from digitlab.data import mnist
+from digitlab.data import csvfile, folder, mnist
 from digitlab.data.dataset import Dataset, Split
 from digitlab.i18n import N_
 from digitlab.registry import Registry
@@ -81,3 +81,15 @@ def build_synthetic(cfg: DataConfig) -> Dataset:
     train = _synthetic_split(prototypes, SYNTHETIC_SIZES[0], gen)
     test = _synthetic_split(prototypes, SYNTHETIC_SIZES[1], gen)
     return Dataset("synthetic", "synthetic", train, test, mnist.DIGITS, "generated")
+
+
+@SOURCES.register("folder", "your own images, DIR/<label>/*.png (--data-dir DIR), read as predict "
+                  "reads them")
+def build_folder(cfg: DataConfig) -> Dataset:
+    return folder.load(cfg.dir, cfg.test_dir, cfg.test_fraction)
+
+
+@SOURCES.register("csv", "Kaggle Digit Recognizer CSV, label,pixel0..pixel783 (--data-dir "
+                  "train.csv)")
+def build_csv(cfg: DataConfig) -> Dataset:
+    return csvfile.load(cfg.dir, cfg.test_dir, cfg.test_fraction)

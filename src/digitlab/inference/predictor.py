@@ -13,12 +13,10 @@ import numpy as np
 import torch
 
 from digitlab.config import Config
+from digitlab.data.folder import IMAGE_SUFFIXES  # the one list: folder datasets too
 from digitlab.data.loader import normalize
 from digitlab.inference.preprocess import ImageError, preprocess
 from digitlab.inference.run import Run, load_run
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-                  ".pgm", ".pbm"}
 
 
 @dataclass
