@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from digitlab.errors import UsageError
-from digitlab.i18n import _
+from digitlab.i18n import N_, _
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import ImageError, preprocess
 
 LABELS_CSV = "labels.csv"
-LAYOUT_HINT = "DIR/<label>/<image> or DIR/labels.csv with a file,label header"
+LAYOUT_HINT = N_("DIR/<label>/<image> or DIR/labels.csv with a file,label header")
 BATCH_SIZE = 256  # digits per forward pass
 
 
@@ -120,11 +120,11 @@ def find_labelled(folder: str | Path) -> LabelledSet:
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(_("--images {folder}: not a folder; give {hint}").format(
-            folder=folder, hint=LAYOUT_HINT))
+            folder=folder, hint=_(LAYOUT_HINT)))
     found = from_labels_csv(folder) if (folder / LABELS_CSV).exists() else from_folders(folder)
     if not found.files:
         raise UsageError(_("--images {folder}: no labelled images found; give {hint}").format(
-            folder=folder, hint=LAYOUT_HINT))
+            folder=folder, hint=_(LAYOUT_HINT)))
     return found
 
 

@@ -183,9 +183,7 @@ def format_report(evaluation: dict) -> str:
                "{readable} of the files read").format(
                  accuracy=_percent(evaluation["accuracy"]), correct=counts["correct"],
                  files=counts["files"], readable=_percent(evaluation["accuracy_readable"])),
-             "",
-             f"{_('class'):>8} {_('support'):>8} {_('correct'):>8} {_('recall'):>8} "
-             f"{_('precision'):>10} {_('unreadable'):>11}"]
+             "", table_header()]
     for name, row in evaluation["per_class"].items():
         if row["support"] or row["predicted"]:
             lines.append(f"{name:>8} {row['support']:>8} {row['correct']:>8} "
@@ -200,3 +198,11 @@ def format_report(evaluation: dict) -> str:
     lines.append(_("-> {json} and {gallery}").format(json=evaluation["json_path"],
                                                      gallery=evaluation["gallery_path"]))
     return "\n".join(lines)
+
+
+def table_header() -> str:
+    """The per-class table's header (each word translated on its own; widths fixed)."""
+    names = [_("class"), _("support"), _("correct"), _("recall"), _("precision"),
+             _("unreadable")]
+    widths = [8, 8, 8, 8, 10, 11]
+    return " ".join(f"{name:>{width}}" for name, width in zip(names, widths, strict=True))
