@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitlab.inference.preprocess import MAX_PIXELS, ImageError, open_image, preprocess, to_mnist
+from digitlab.inference.preprocess import (
+    MAX_PIXELS,
+    ImageError,
+    deskew,
+    open_image,
+    preprocess,
+    to_mnist,
+    working_copy,
+)
+from digitlab.inference.strokes import stroke_width
 
 INK_LEVEL = 64  # a pixel counts as ink in the 28x28 output from this level up
 
@@ -220,3 +229,91 @@ def test_decompression_bomb_header_is_refused():
     # 20000 x 20000 = 400 M pixels: past Pillow's own bomb limit, refused while opening
     with pytest.raises(ImageError, match="(?i)too large|decompression bomb"):
         preprocess(png_claiming(20000, 20000))
+
+
+# ---------------------------------------------------------------- small scans, thin strokes
+
+
+def ink_rows_and_cols(digit: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.nonzero(digit >= INK_LEVEL)
+    return int(np.ptp(rows)) + 1, int(np.ptp(cols)) + 1
+
+
+def scan_of(ink: np.ndarray) -> bytes:
+    """Dark ink on white, from an ink array in [0, 1]."""
+    return encode(Image.fromarray((255 * (1 - ink)).round().astype(np.uint8), "L"), "PNG")
+
+
+def test_working_copy_upsamples_small_inputs_and_reduces_large_ones():
+    for size, shape, scale in [((8, 8), (128, 128), 16), ((16, 12), (96, 128), 8),
+                               ((300, 200), (200, 300), 1), ((1280, 960), (240, 320), 0.25)]:
+        values, got = working_copy(Image.new("L", size, 200))
+        assert values.shape == shape and got == scale
+
+
+def test_an_8x8_scan_keeps_its_strokes():
+    # a 0 as scikit-learn's digits hold it: 8x8, values 0..16, strokes 1-2 pixels wide;
+    # the old grey-level opening and median filter ate it into a blob or a bar
+    zero = np.array([[0, 0, 5, 13, 9, 1, 0, 0], [0, 0, 13, 15, 10, 15, 5, 0],
+                     [0, 3, 15, 2, 0, 11, 8, 0], [0, 4, 12, 0, 0, 8, 8, 0],
+                     [0, 5, 8, 0, 0, 9, 8, 0], [0, 4, 11, 0, 1, 12, 7, 0],
+                     [0, 2, 14, 5, 10, 12, 0, 0], [0, 0, 6, 13, 10, 0, 0, 0]]) / 16
+    digit = preprocess(scan_of(zero))
+    assert ink_rows_and_cols(digit)[0] == 20  # fills the box's height
+    assert digit[13:16, 13:16].max() < INK_LEVEL  # the hole is still a hole
+    cy, cx = center_of_mass(digit)
+    for row, col in [(cy - 7, cx), (cy + 7, cx), (cy, cx - 4), (cy, cx + 4)]:  # the ring
+        assert digit[int(row) - 1: int(row) + 2, int(col) - 1: int(col) + 2].max() >= 200
+
+
+def test_a_16x16_binary_digit_and_a_1_pixel_stroke_survive():
+    seven = Image.new("L", (16, 16), 0)
+    ImageDraw.Draw(seven).line([(3, 2), (13, 2), (6, 14)], fill=255, width=1)
+    ink = np.asarray(seven, dtype=np.float32) / 255
+    digit = preprocess(scan_of(ink))
+    assert ink_rows_and_cols(digit)[0] >= 19
+    assert (digit[4:8] >= INK_LEVEL).sum() >= 10  # the bar, across the top
+    assert (digit[18:24] >= INK_LEVEL).any()  # the foot of the stem
+
+
+def test_an_mnist_style_28x28_comes_back_nearly_unchanged():
+    layer = Image.new("L", (112, 112), 0)  # a 2 drawn at 4x, then MNIST's own procedure
+    ImageDraw.Draw(layer).line([(30, 30), (55, 18), (78, 32), (34, 92), (84, 92)],
+                               fill=255, width=10, joint="curve")
+    mnist_like = to_mnist(layer)
+    again = preprocess(encode(Image.fromarray(mnist_like), "PNG"))
+    assert np.abs(again.astype(int) - mnist_like.astype(int)).mean() < 16
+    assert ((again >= INK_LEVEL) == (mnist_like >= INK_LEVEL)).mean() > 0.93
+
+
+@pytest.mark.parametrize("width,least,most", [(1, 1.9, 3.6), (3, 1.9, 3.6), (40, 2.7, 8)])
+def test_thin_strokes_are_thickened_to_mnists_width_thick_ones_kept(width, least, most):
+    image = Image.new("L", (300, 300), 255)
+    ImageDraw.Draw(image).line([(60, 40), (240, 40), (120, 260)], fill=0, width=width)
+    digit = preprocess(encode(image, "PNG"))
+    assert least <= stroke_width(digit >= 128) <= most
+    assert ink_rows_and_cols(digit)[0] in (19, 20, 21)
+
+
+def test_the_digit_keeps_its_aspect_ratio():
+    image = Image.new("L", (300, 300), 255)
+    ImageDraw.Draw(image).rectangle((50, 100, 250, 200), outline=0, width=8)  # 2:1
+    height, width = ink_rows_and_cols(preprocess(encode(image, "PNG")))
+    assert width in (19, 20, 21) and 9 <= height <= 12
+
+
+def test_deskew_stands_a_slanted_stroke_upright():
+    slanted = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(slanted).line([(18, 4), (10, 24)], fill=255, width=3)
+    before = np.asarray(slanted)
+    after = deskew(before)
+    assert after.shape == (28, 28) and after.dtype == np.uint8
+    assert ink_rows_and_cols(after)[1] <= 5 < ink_rows_and_cols(before)[1]
+    assert abs(int(after.sum()) - int(before.sum())) < 0.1 * before.sum()  # ink is kept
+
+
+def test_deskew_leaves_upright_and_blank_digits_alone():
+    upright = np.zeros((28, 28), dtype=np.uint8)
+    upright[4:24, 12:15] = 255
+    np.testing.assert_array_equal(deskew(upright), upright)
+    np.testing.assert_array_equal(deskew(np.zeros((28, 28), np.uint8)), 0)

@@ -91,13 +91,14 @@ def scan(root: Path, key: str) -> tuple[tuple[str, ...], list[Path], list[int]]:
 
 
 def preprocessing_version() -> str:
-    """A hash of the inference package's source: a change to the preprocessing (an upgrade)
-    makes new cache keys, so images are never served as an older preprocessing left them."""
-    from digitlab.inference import preprocess
+    """A hash of the preprocessing's source (preprocess and the modules it uses): a change
+    to it (an upgrade) makes new cache keys, so images are never served as an older
+    preprocessing left them."""
+    from digitlab.inference import photo, preprocess, strokes
 
     digest = hashlib.sha1()
-    for source in sorted(Path(preprocess.__file__).parent.glob("*.py")):
-        digest.update(source.read_bytes())
+    for module in (preprocess, photo, strokes):
+        digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 
 
