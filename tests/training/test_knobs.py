@@ -538,6 +538,7 @@ def test_deterministic_turns_deterministic_algorithms_on(tmp_path, spy, restores
                     strict=True):
         assert torch.equal(a, b)
     assert first["test_loss"] == second["test_loss"]
+    assert not torch.are_deterministic_algorithms_enabled()  # the process's setting is back
 
 
 def test_plateau_with_validation(tmp_path):

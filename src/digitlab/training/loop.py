@@ -9,6 +9,7 @@ drawn by the command afterwards (digitlab.viz.analysis): training/ draws nothing
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -53,10 +54,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def make_deterministic() -> None:
+@contextlib.contextmanager
+def deterministic(enabled: bool):
+    """torch's deterministic kernels for the run (train.deterministic), then the process's own
+    settings back: they are process-wide, and a notebook trains more than once."""
+    if not enabled:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark = before[2]
 
 
 def train(cfg: Config, fallback: bool = False, console: Console | None = None,
@@ -75,8 +89,6 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
     if not world.main:
         console = Console(quiet=True)  # rank 0 alone prints and writes
     check_runtime(cfg, device, world.size)
-    if cfg.train.deterministic:
-        make_deterministic()
 
     # ---- data; the run directory comes once everything has been built (bad input writes
     # nothing) ------------------------------------------------------------------------------
@@ -122,7 +134,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
     step = TrainStep(model, optimizer, schedule, scaler, autocast, criterion, cfg.train)
 
     # ---- the run directory, locked until the run ends; resume -------------------------------
-    with claim_run_dir(cfg, resume, world) as run_dir:
+    with claim_run_dir(cfg, resume, world) as run_dir, deterministic(cfg.train.deterministic):
         console.print(header(dataset, train_split, val, cfg, device, run_dir))
         state = (restore_run(run_dir, cfg, raw_model, optimizer, schedule, scaler, console)
                  if resume else new_state())
