@@ -6,32 +6,22 @@ so a checkpoint file alone is enough. Nothing is unpickled; `load_run` checks th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from digitlab.config import Config
 from digitlab.data.folder import IMAGE_SUFFIXES  # the one list: folder datasets too
 from digitlab.data.loader import normalize
 from digitlab.inference.preprocess import ImageError, preprocess
 from digitlab.inference.run import Run, load_run
 
 
-@dataclass
-class Predictor:
-    """A model with what reading digits needs: its class names and the normalization it was
-    trained with. `Predictor.load` reads a run; the constructor takes a model in memory."""
-
-    model: torch.nn.Module  # eval mode, on `device`
-    cfg: Config
-    classes: tuple[str, ...]
-    mean: float  # the Normalize the model was trained with, in pixel units / 255
-    std: float
-    device: torch.device
-    meta: dict = field(default_factory=dict)  # the checkpoint's metadata; {} for a model in memory
-    path: Path | None = None  # the checkpoint file; None for a model in memory
+@dataclass(frozen=True)
+class Predictor(Run):
+    """A Run (model, class names, the normalization it was trained with) that reads digits.
+    `Predictor.load` reads a run; the constructor takes a model in memory."""
 
     @classmethod
     def load(cls, source: str | Path, device: str = "auto") -> Predictor:
@@ -40,8 +30,7 @@ class Predictor:
 
     @classmethod
     def from_run(cls, run: Run) -> Predictor:
-        return cls(run.model, run.cfg, run.classes, run.mean, run.std, run.device, run.meta,
-                   run.path)
+        return cls(**{f.name: getattr(run, f.name) for f in fields(Run)})
 
     @torch.no_grad()
     def probabilities(self, digits: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ the file is trusted: `load_model` checks the metadata, the shapes and the weight
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,8 +26,8 @@ class Run:
     mean: float  # the Normalize the model was trained with, in pixel units / 255
     std: float
     device: torch.device
-    meta: dict  # the checkpoint's metadata (epoch, metrics, ...)
-    path: Path  # the checkpoint file
+    meta: dict = field(default_factory=dict)  # the checkpoint's metadata; {} for a model in memory
+    path: Path | None = None  # the checkpoint file; None for a model in memory
 
 
 def load_run(source: str | Path, device: str = "auto") -> Run:
