@@ -105,6 +105,17 @@ def cannot_write(path: str | Path, error: OSError) -> UsageError:
         path=path, reason=error.strerror or error))
 
 
+def check_destination(out: Path, force: bool, example: str) -> None:
+    """Refuse, before any work, a folder as an output file (`example` names a file to suggest
+    in it), and an existing file (or link) without --force."""
+    if out.is_dir():
+        raise UsageError(_("--out {path} is a folder; give a file name such as {example}")
+                         .format(path=out, example=out / example))
+    if (out.exists() or out.is_symlink()) and not force:
+        raise UsageError(_("{path} already exists; pass --force to overwrite it, or choose "
+                           "another --out").format(path=out))
+
+
 def ensure_writable(folder: str | Path) -> Path:
     """Create `folder` (and its parents) and prove a file can be written in it, or raise a
     UsageError naming it: before any work, not as a traceback half way through."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import platformdirs
 import torch
+from safetensors.torch import load_file
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,14 @@ def cache_dir() -> Path:
     """digitlab's own cache ($DIGITLAB_CACHE, else the platform's user cache dir)."""
     env = os.environ.get("DIGITLAB_CACHE")
     return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("digitlab"))
+
+
+def read_cached(path: Path) -> dict[str, torch.Tensor] | None:
+    """The tensors of a cache entry, or None when there is none or it is damaged (a damaged
+    entry is decoded again, never trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        return load_file(path)
+    except Exception:  # truncated, foreign or unreadable: decode again
+        return None

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
-from digitlab.data.dataset import Dataset, Split, cache_dir
+from digitlab.data.dataset import Dataset, Split, cache_dir, read_cached
 from digitlab.data.idx import md5sum, read_idx
 from digitlab.errors import DataError, DataNotFound
 from digitlab.i18n import N_, _
@@ -173,7 +173,7 @@ def _decode(files: dict[str, Path], family: Family, digests: list[str]) -> tuple
     splits = []
     for split, (images_base, labels_base) in (("train", FILES[:2]), ("test", FILES[2:])):
         path = folder / f"{split}.safetensors"
-        tensors = _load_cached(path)
+        tensors = read_cached(path)
         decoded = tensors is None
         if decoded:
             images = torch.from_numpy(read_idx(files[images_base]).copy())
@@ -220,15 +220,6 @@ def check_structure(tensors: dict[str, torch.Tensor], split: str, files: dict[st
                 "md5.").format(path=files[base], dataset=family.title, problem=problem,
                                train_size=SPLIT_SIZES["train"], test_size=SPLIT_SIZES["test"],
                                last=last, filename=base))
-
-
-def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:
-    if not path.is_file():
-        return None
-    try:
-        return load_file(path)
-    except Exception:  # a damaged cache entry is decoded again, never trusted
-        return None
 
 
 @contextmanager

@@ -12,9 +12,9 @@ import hashlib
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
-from digitlab.data.dataset import Split, cache_dir
+from digitlab.data.dataset import Split, cache_dir, read_cached
 from digitlab.errors import DataError
 from digitlab.i18n import _
 from digitlab.io import atomic_write_bytes
@@ -43,13 +43,10 @@ def cache_path(kind: str, key: str) -> Path:
 
 def load_cached(path: Path) -> Split | None:
     """The split stored at `path`, or None when there is none or it is damaged."""
-    if not path.is_file():
+    tensors = read_cached(path)
+    if tensors is None or not {"images", "labels"} <= tensors.keys():
         return None
-    try:
-        tensors = load_file(path)
-        images, labels = tensors["images"], tensors["labels"]
-    except Exception:  # a damaged entry is decoded again
-        return None
+    images, labels = tensors["images"], tensors["labels"]
     if images.dtype != torch.uint8 or images.shape[1:] != (28, 28) or len(images) != len(labels):
         return None
     return Split(images, labels)

@@ -20,7 +20,7 @@ from torch import nn
 from digitlab.errors import UsageError
 from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
-from digitlab.io import atomic_write_bytes
+from digitlab.io import atomic_write_bytes, check_destination
 
 FORMATS = ("onnx", "torchscript")
 
@@ -43,16 +43,6 @@ def exportable(source: str | Path) -> tuple[Normalized, Predictor]:
     predictor = Predictor.load(source, device="cpu")
     wrapped = Normalized(predictor.model, predictor.mean, predictor.std).eval()
     return wrapped, predictor
-
-
-def check_destination(out: Path, force: bool) -> None:
-    """Refuse, before any work, a folder as --out, and an existing file without --force."""
-    if out.is_dir():
-        raise UsageError(_("--out {path} is a folder; give a file name such as {example}")
-                         .format(path=out, example=out / "model.onnx"))
-    if (out.exists() or out.is_symlink()) and not force:
-        raise UsageError(_("{path} already exists; pass --force to overwrite it, or choose "
-                           "another --out").format(path=out))
 
 
 def serialized(wrapped: Normalized, fmt: str) -> bytes:
@@ -80,10 +70,10 @@ def export(source: str | Path, fmt: str, out: str | Path, force: bool = False) -
         except ImportError:
             raise UsageError(_("ONNX export needs the export extra: "
                                "pip install 'digitlab[export]'")) from None
-    check_destination(out, force)
+    check_destination(out, force, "model.onnx")
     wrapped, _predictor = exportable(source)
     data = serialized(wrapped, fmt)
-    check_destination(out, force)  # again: the export took a while
+    check_destination(out, force, "model.onnx")  # again: the export took a while
     try:
         atomic_write_bytes(out, data)
     except OSError as e:  # a read-only folder, a file where a folder should be, a full disk

@@ -14,22 +14,12 @@ from pathlib import Path
 import torch
 
 from digitlab.data.csvfile import read_digits_csv
-from digitlab.errors import DigitlabError, UsageError
+from digitlab.errors import DigitlabError
 from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor, as_label
-from digitlab.io import atomic_write_text
+from digitlab.io import atomic_write_text, check_destination
 
 HEADER = "ImageId,Label"
-
-
-def check_destination(out: Path, force: bool) -> None:
-    """Refuse, before any work, a folder as --out, and an existing file without --force."""
-    if out.is_dir():
-        raise UsageError(_("--out {path} is a folder; give a file name such as {example}")
-                         .format(path=out, example=out / "submission.csv"))
-    if (out.exists() or out.is_symlink()) and not force:
-        raise UsageError(_("{path} already exists; pass --force to overwrite it, or choose "
-                           "another --out").format(path=out))
 
 
 def predict_labels(predictor: Predictor, images: torch.Tensor, batch_size: int) -> list:
@@ -55,10 +45,10 @@ def write_submission(predictor: Predictor, test_csv: str | Path, out: str | Path
                      force: bool = False, batch_size: int = 1000) -> int:
     """Predict every line of Kaggle's test.csv and write the submission; returns the count."""
     out = Path(out)
-    check_destination(out, force)
+    check_destination(out, force, "submission.csv")
     images, _labels = read_digits_csv(test_csv, labelled=False)
     labels = predict_labels(predictor, images, batch_size)
-    check_destination(out, force)  # again: predicting took a while
+    check_destination(out, force, "submission.csv")  # again: predicting took a while
     atomic_write_text(out, submission_text(labels))
     return len(labels)
 
@@ -66,7 +56,7 @@ def write_submission(predictor: Predictor, test_csv: str | Path, out: str | Path
 def submit(source: str | Path, test_csv: str | Path, out: str | Path, force: bool = False,
            device: str = "auto") -> int:
     """`predict --kaggle-csv`: load the run, write the submission; returns the count."""
-    check_destination(Path(out), force)  # before loading anything
+    check_destination(Path(out), force, "submission.csv")  # before loading anything
     predictor = Predictor.load(source, device=device)
     return write_submission(predictor, test_csv, out, force,
                             batch_size=predictor.cfg.data.test_batch_size)

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException
 from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import FRAME, ImageError, preprocess
+from digitlab.io import finite_json
 from digitlab.serve.guard import (
     MAX_JSON_BODY,
     PayloadTooLarge,
@@ -137,17 +138,6 @@ def pixel_value(number: int | float) -> float:
     return value
 
 
-def finite(value):
-    """value with every NaN or infinity replaced by None: JSON has no such numbers."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(item) for item in value]
-    return value
-
-
 async def upload_bytes(request: Request, body: bytes, content_type: str) -> bytes:
     if content_type == "multipart/form-data":
         form = await replay(request, body).form(max_files=1, max_fields=10)
@@ -241,7 +231,7 @@ def create_app(predictor: Predictor, host: str = "127.0.0.1") -> FastAPI:
 
     @app.get("/model")
     async def model() -> dict:
-        return finite(predictor.describe())
+        return finite_json(predictor.describe())
 
     @app.post("/predict", response_model=Prediction, openapi_extra={"requestBody": PREDICT_BODY},
               responses=PREDICT_RESPONSES)
