@@ -182,7 +182,7 @@ def run_case(port: int, pid: int, name: str, body: tuple[str, bytes], concurrenc
     ms = [1000 * percentile(ordered, q) if ordered else None for q in (50, 95, 99)]
     return {"case": name, "concurrency": concurrency, "requests": len(latencies) + len(errors),
             "ok": len(latencies), "errors": len(errors), "error_kinds": sorted(set(errors)),
-            "seconds": round(elapsed, 3), "rps": round(len(latencies) / elapsed, 1),
+            "seconds": round(elapsed, 6), "rps": round(len(latencies) / elapsed, 1),
             "p50_ms": ms[0], "p95_ms": ms[1], "p99_ms": ms[2],
             "rss_before_mib": rss_before, "rss_after_mib": rss_mib(pid)}
 
