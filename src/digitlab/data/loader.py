@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
-from digitlab.data.augment import augment_generator, random_shift
+from digitlab.data.augment import Augment, augment_generator
 from digitlab.data.balance import (
     draws_balanced,
     epoch_permutation,
@@ -120,13 +120,14 @@ class DeviceLoader(EpochOrder):
     def __init__(self, split: Split, batch_size: int, device: torch.device, mean: float,
                  std: float, shuffle: bool, seed: int = 0, balance: str = "none",
                  num_classes: int = 10, rank: int = 0, world_size: int = 1,
-                 augment_shift: int = 0):
+                 augment: Augment | None = None):
         super().__init__(split.labels, batch_size, shuffle, seed, balance, num_classes, rank,
                          world_size)
         self.images = normalize(split.images.to(device), mean, std)  # one copy, on the device
         self.labels = split.labels.to(device)
-        self.augment_shift = augment_shift  # random translation, pixels (training only)
+        self.augment = augment if augment and augment.active else None  # training only
         self.background = (0.0 - mean) / std  # a blank pixel after normalization
+        self.ink = (1.0 - mean) / std  # a full-ink pixel after normalization
 
     def __iter__(self):
         bs, order = self.batch_size, self.order()
@@ -142,8 +143,8 @@ class DeviceLoader(EpochOrder):
                 idx = idx.tensor_split(self.world_size)[self.rank]  # this rank's disjoint part
             # (a last batch smaller than the world goes whole to every rank: same mean gradient)
             images = self.images[idx]
-            if self.augment_shift:
-                images = random_shift(images, self.augment_shift, gen, self.background)
+            if self.augment:
+                images = self.augment(images, gen, self.background, self.ink)
             yield images, self.labels[idx]
 
 
@@ -203,9 +204,9 @@ class TorchLoader(EpochOrder):
 def make_loader(split: Split, kind: str, batch_size: int, device: torch.device, mean: float,
                 std: float, shuffle: bool, seed: int = 0, num_workers: int = 0,
                 balance: str = "none", num_classes: int = 10, rank: int = 0,
-                world_size: int = 1, augment_shift: int = 0):
+                world_size: int = 1, augment: Augment | None = None):
     if kind == "device":
         return DeviceLoader(split, batch_size, device, mean, std, shuffle, seed, balance,
-                            num_classes, rank, world_size, augment_shift)
+                            num_classes, rank, world_size, augment)
     return TorchLoader(split, batch_size, device, mean, std, shuffle, seed, balance,
                        num_classes, num_workers)

@@ -25,12 +25,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import digitlab
 from digitlab.config import Config, TrainConfig
 from digitlab.data import Dataset, make_loader
+from digitlab.data.augment import Augment
 from digitlab.data.balance import balancing_weights, epoch_balance
 from digitlab.data.loader import epoch_batches
 from digitlab.i18n import _, ngettext
 from digitlab.io import write_json
 from digitlab.models import build_model
 from digitlab.training import distributed
+from digitlab.training.calibration import calibrate, calibration_line
 from digitlab.training.checkpoint import (
     load_checkpoint,
     reported_checkpoint,
@@ -99,7 +101,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                                cfg.data.mean, cfg.data.std, shuffle=True, seed=cfg.train.seed,
                                num_workers=cfg.data.num_workers, balance=cfg.data.balance,
                                num_classes=num_classes, rank=world.rank, world_size=world.size,
-                               augment_shift=cfg.data.augment_shift)
+                               augment=Augment.from_config(cfg.data))
     eval_loaders = {name: make_loader(split, "device", cfg.data.test_batch_size, device,
                                       cfg.data.mean, cfg.data.std, shuffle=False)
                     for name, split in (("val", val), ("test", dataset.test)) if split}
