@@ -12,6 +12,8 @@ as `digitlab predict` does:
 - photos: the first --photos MNIST test digits rendered as phone photos by
   digitlab.inference.render (seed = the digit's index): paper texture, uneven light, shadow
   edges, dark corners, ruled and squared lines, rotation, JPEG; also split by feature.
+The writers are digitlab.inference.robustness's, shared with `digitlab bench --parts
+robustness`.
 Then the time `preprocess` takes on a 1280x960 JPEG photo (time.perf_counter, median and
 mean of --timing-runs calls after one warm-up), for the old and the new code.
 """
@@ -28,12 +30,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from digitlab.data.idx import read_idx
 from digitlab.inference import preprocess as current
 from digitlab.inference.predictor import Predictor
-from digitlab.inference.render import Scene, random_scene, render
+from digitlab.inference.render import Scene, render
+from digitlab.inference.robustness import write_mnist_png, write_photos, write_sklearn
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD = "4394fbc"  # the last commit with the preprocessing that issue 12 replaced
@@ -50,47 +52,6 @@ def old_module(path: Path | None, folder: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def write_sklearn(folder: Path) -> list[tuple[Path, int, str]]:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    folder.mkdir()
-    files = []
-    for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
-        path = folder / f"{i:04d}.png"
-        Image.fromarray((255 - image * 255 / 16).round().astype(np.uint8), "L").save(path)
-        files.append((path, int(label), "all"))
-    return files
-
-
-def write_mnist_png(folder: Path, images, labels, count: int) -> list[tuple[Path, int, str]]:
-    folder.mkdir()
-    files = []
-    for i in range(min(count, len(images))):
-        path = folder / f"{i:05d}.png"
-        Image.fromarray(images[i], "L").save(path)
-        files.append((path, int(labels[i]), "all"))
-    return files
-
-
-def feature(scene: Scene) -> str:
-    parts = [scene.lines] if scene.lines != "none" else []
-    parts += ["shadow"] if scene.shadow else []
-    parts += ["dark-corner"] if scene.dark_corner else []
-    return "+".join(parts) or "plain"
-
-
-def write_photos(folder: Path, images, labels, count: int) -> list[tuple[Path, int, str]]:
-    folder.mkdir()
-    files = []
-    for i in range(min(count, len(images))):
-        scene = random_scene(np.random.default_rng(i))
-        path = folder / f"{i:05d}.jpg"
-        path.write_bytes(render(images[i], scene, seed=i))
-        files.append((path, int(labels[i]), feature(scene)))
-    return files
 
 
 def accuracy(predictor: Predictor, files, preprocess) -> tuple[float, int, dict[str, tuple]]:

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=_("print a JSON list instead of lines"))
     p.add_argument("--top-k", type=int, default=1, metavar="K",
                    help=_("also report the K most likely labels"))
+    p.add_argument("--min-confidence", type=float, metavar="P",
+                   help=_("mark answers whose (calibrated) top probability is below P, in "
+                          "(0, 1], as not sure (JSON: \"sure\": false)"))
     p.add_argument("--show", metavar="DIR",
                    help=_("save each input beside the 28x28 the model saw, to debug bad cases"))
     p.add_argument("--kaggle-csv", metavar="TEST.CSV",
@@ -115,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help=_("address to bind (default 127.0.0.1: this machine only)"))
     p.add_argument("--port", type=int, default=8000, help=_("TCP port (default 8000)"))
+    p.add_argument("--min-confidence", type=float, default=0.6, metavar="P",
+                   help=_("below this (calibrated) top probability the page says not sure and "
+                          "the API answers \"sure\": false (default 0.6)"))
     p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("export", parents=[common], help=_("export a run's model to ONNX or "
@@ -152,9 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=_("print the results as JSON"))
     p.add_argument("--parts", default="seed,predict,memory",
                    help=_("comma-separated: seed (tutorial vs digitlab), presets (fast99 and "
-                        "best over --seeds seeds), predict (throughput), memory (peak RSS); "
+                        "best over --seeds seeds), predict (throughput), memory (peak RSS), "
+                        "robustness (the seed, best and robust presets on image files: "
+                        "scikit-learn digits, photos, mouse drawings, test PNGs); "
                         "default: seed,predict,memory"))
     p.add_argument("--seeds", type=int, default=3, help=_("seeds per preset (default 3)"))
+    p.add_argument("--runs", metavar="PRESET=RUN_DIR,...",
+                   help=_("robustness: score these runs instead of training the presets, "
+                          "e.g. seed=runs/a,best=runs/b,robust=runs/c (presets left out are "
+                          "trained, seed 0)"))
+    p.add_argument("--robustness-mnist", type=int, default=10_000, metavar="N",
+                   help=_("robustness: test digits as tensors and as PNGs (default 10000)"))
+    p.add_argument("--robustness-photos", type=int, default=2000, metavar="N",
+                   help=_("robustness: test digits as photos (default 2000)"))
+    p.add_argument("--robustness-mouse", type=int, default=1000, metavar="N",
+                   help=_("robustness: mouse drawings (default 1000)"))
     return parser
 
 
@@ -216,14 +234,26 @@ def cmd_evaluate(args) -> int:
 def cmd_bench(args) -> int:
     from digitlab.errors import UsageError
     from digitlab.inference.bench import run_bench
+    from digitlab.inference.robustness import Sizes, parse_runs
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
-    unknown = set(parts) - {"seed", "presets", "predict", "memory"}
+    unknown = set(parts) - {"seed", "presets", "predict", "memory", "robustness"}
     if unknown:
         raise UsageError(_("--parts: unknown {parts}; choose from seed, presets, predict, "
-                           "memory").format(parts=sorted(unknown)))
+                           "memory, robustness").format(parts=sorted(unknown)))
+    if args.runs is not None and "robustness" not in parts:
+        raise UsageError(_("--runs is for --parts robustness; add robustness to --parts"))
+    sizes = Sizes(args.robustness_mnist, args.robustness_photos, args.robustness_mouse)
+    for flag, size in (("--robustness-mnist", sizes.mnist),
+                       ("--robustness-photos", sizes.photos),
+                       ("--robustness-mouse", sizes.mouse)):
+        if size < 1:
+            raise UsageError(_("{flag} must be at least 1, not {size}").format(flag=flag,
+                                                                              size=size))
+    runs = parse_runs(args.runs) if args.runs is not None else {}
     run_bench(epochs=args.epochs, seed=args.seed, dataset=args.dataset,
-              data_dir=args.data_dir, as_json=args.json, parts=parts, seeds=args.seeds)
+              data_dir=args.data_dir, as_json=args.json, parts=parts, seeds=args.seeds,
+              runs=runs, sizes=sizes)
     return 0
 
 
@@ -235,6 +265,7 @@ def cmd_predict(args) -> int:
     from digitlab.inference.predictor import (
         ImageError,
         Predictor,
+        check_min_confidence,
         expand_inputs,
         prediction,
         show,
@@ -242,6 +273,7 @@ def cmd_predict(args) -> int:
 
     if args.top_k < 1:
         raise UsageError(_("--top-k must be at least 1"))
+    check_min_confidence(args.min_confidence)
     if args.kaggle_csv or args.out:
         return predict_kaggle(args)
     if not args.paths:
@@ -266,7 +298,8 @@ def cmd_predict(args) -> int:
             failed += 1
             print(_("digitlab: skipped {reason}").format(reason=e), file=sys.stderr)
             continue
-        result = {"file": str(path), **prediction(probs, predictor.classes, args.top_k)}
+        result = {"file": str(path), **prediction(probs, predictor.classes, args.top_k,
+                                                  args.min_confidence)}
         results.append(result)
         if result["status"] != "ok":
             failed += 1
@@ -284,7 +317,9 @@ def cmd_predict(args) -> int:
         if not args.json:
             extra = ("\t" + " ".join(f"{t['label']}:{t['probability']:.3f}"
                                       for t in result["top_k"])) if args.top_k > 1 else ""
-            print(f"{path}\t{result['label']}\t{result['confidence']:.4f}{extra}")
+            label = result["label"] if result.get("sure", True) else _(
+                "{label} (not sure)").format(label=result["label"])
+            print(f"{path}\t{label}\t{result['confidence']:.4f}{extra}")
     if args.json:
         print(json.dumps(results, indent=2, allow_nan=False))
     if failed:
@@ -300,9 +335,10 @@ def predict_kaggle(args) -> int:
 
     if not (args.kaggle_csv and args.out):
         raise UsageError(_("--kaggle-csv TEST.CSV and --out SUBMISSION.CSV go together"))
-    if args.paths or args.show or args.json or args.top_k > 1:
+    if args.paths or args.show or args.json or args.top_k > 1 \
+            or args.min_confidence is not None:
         raise UsageError(_("--kaggle-csv writes one submission file: give it without image "
-                           "PATHs, --show, --json or --top-k"))
+                           "PATHs, --show, --json, --top-k or --min-confidence"))
     count = submit(args.model, args.kaggle_csv, args.out, args.force, args.device)
     print(_("wrote {count:,} predictions to {path}").format(count=count, path=args.out))
     return 0
@@ -311,7 +347,8 @@ def predict_kaggle(args) -> int:
 def cmd_serve(args) -> int:
     from digitlab.serve.app import serve
 
-    serve(args.model, host=args.host, port=args.port, device=args.device)
+    serve(args.model, host=args.host, port=args.port, device=args.device,
+          min_confidence=args.min_confidence)
     return 0
 
 

@@ -14,7 +14,6 @@ from PIL import Image, ImageDraw
 from digitlab.inference.preprocess import (
     MAX_PIXELS,
     ImageError,
-    deskew,
     open_image,
     preprocess,
     to_mnist,
@@ -300,20 +299,3 @@ def test_the_digit_keeps_its_aspect_ratio():
     ImageDraw.Draw(image).rectangle((50, 100, 250, 200), outline=0, width=8)  # 2:1
     height, width = ink_rows_and_cols(preprocess(encode(image, "PNG")))
     assert width in (19, 20, 21) and 9 <= height <= 12
-
-
-def test_deskew_stands_a_slanted_stroke_upright():
-    slanted = Image.new("L", (28, 28), 0)
-    ImageDraw.Draw(slanted).line([(18, 4), (10, 24)], fill=255, width=3)
-    before = np.asarray(slanted)
-    after = deskew(before)
-    assert after.shape == (28, 28) and after.dtype == np.uint8
-    assert ink_rows_and_cols(after)[1] <= 5 < ink_rows_and_cols(before)[1]
-    assert abs(int(after.sum()) - int(before.sum())) < 0.1 * before.sum()  # ink is kept
-
-
-def test_deskew_leaves_upright_and_blank_digits_alone():
-    upright = np.zeros((28, 28), dtype=np.uint8)
-    upright[4:24, 12:15] = 255
-    np.testing.assert_array_equal(deskew(upright), upright)
-    np.testing.assert_array_equal(deskew(np.zeros((28, 28), np.uint8)), 0)

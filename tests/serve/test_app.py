@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from digitlab.errors import UsageError
 from digitlab.inference.predictor import Predictor
-from digitlab.serve.app import STATIC, create_app, is_loopback
+from digitlab.serve.app import DEFAULT_MIN_CONFIDENCE, STATIC, create_app, is_loopback
 from digitlab.serve.guard import MAX_BODY, MAX_JSON_BODY, MAX_JSON_DEPTH, host_name, nesting_exceeds
 from helpers import free_port, stop_process
 
@@ -43,10 +44,11 @@ def run_dir(digits_run) -> Path:
 BASE = "http://127.0.0.1:8000"  # the Host a browser on this machine sends
 
 
-def app_client(predictor: Predictor, base_url: str = BASE, host: str = "127.0.0.1"):
+def app_client(predictor: Predictor, base_url: str = BASE, host: str = "127.0.0.1",
+               min_confidence: float = DEFAULT_MIN_CONFIDENCE):
     """A TestClient for an app bound to `host`; a crash is answered as the server would, 500."""
-    return TestClient(create_app(predictor, host=host), base_url=base_url,
-                      raise_server_exceptions=False)
+    return TestClient(create_app(predictor, host=host, min_confidence=min_confidence),
+                      base_url=base_url, raise_server_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +95,8 @@ def assert_prediction(body: dict) -> None:
     assert sum(probs) == pytest.approx(1.0, abs=1e-5)
     assert body["confidence"] == pytest.approx(max(probs))
     assert probs.index(max(probs)) == body["label"]
+    assert body["min_confidence"] == DEFAULT_MIN_CONFIDENCE
+    assert body["sure"] is (body["confidence"] >= body["min_confidence"])
     digit = np.asarray(body["preprocessed"])
     assert digit.shape == (28, 28)
     assert digit.dtype.kind == "i" and digit.min() >= 0 and digit.max() <= 255
@@ -158,6 +162,32 @@ def test_model(client):
     assert info["model"] == "seed-mlp" and info["dataset"] == "digits"
     assert 0.85 <= info["test_accuracy"] <= 1.0
     assert info["config"]["model"] == "seed-mlp"
+    assert info["min_confidence"] == 0.6 and info["temperature"] == 1.0  # no validation split
+
+
+def test_predict_says_not_sure_below_min_confidence(client, predictor):
+    confidence = upload(client, drawn_one()).json()["confidence"]
+    assert confidence < 1.0
+    for threshold, sure in ((confidence, True), ((confidence + 1) / 2, False)):
+        with app_client(predictor, min_confidence=threshold) as c:
+            body = upload(c, drawn_one()).json()
+            assert body["sure"] is sure and body["min_confidence"] == threshold
+            assert body["confidence"] == confidence  # the best guess is still given
+            assert c.get("/model").json()["min_confidence"] == threshold
+
+
+def test_the_temperature_changes_the_confidence_not_the_answer(client, predictor):
+    plain = upload(client, drawn_one()).json()
+    with app_client(dataclasses.replace(predictor, temperature=4.0)) as c:
+        softer = upload(c, drawn_one()).json()
+        assert c.get("/model").json()["temperature"] == 4.0
+    assert softer["label"] == plain["label"] and softer["confidence"] < plain["confidence"]
+
+
+@pytest.mark.parametrize("threshold", [0.0, -1.0, 1.5, float("nan")])
+def test_a_bad_min_confidence_is_refused(predictor, threshold):
+    with pytest.raises(UsageError, match="--min-confidence"):
+        create_app(predictor, min_confidence=threshold)
 
 
 def test_model_shows_no_absolute_path(client, run_dir):

@@ -144,6 +144,8 @@ def test_draw_predict_and_clear(page, tmp_path):
     assert page.locator("#bars > .bar.top").count() == 1
     assert page.locator("#bars > .bar.top").get_attribute("data-digit") == str(top) == label
     assert "%" in page.locator("#confidence").inner_text()
+    sure = "not sure" not in page.locator("#confidence").inner_text()  # default 0.6
+    assert sure == (page.locator("#label.unsure").count() == 0)
     # the 28x28 preview holds the digit the model saw: white ink on black
     ink = page.evaluate("""() => {
         const c = document.getElementById('preview');
@@ -171,6 +173,28 @@ def test_draw_predict_and_clear(page, tmp_path):
         return d.data.every((v, i) => i % 4 === 3 ? v === 255 : v === 0);
     }""")
     assert blank, "Clear should leave a black pad"
+
+
+def test_an_answer_below_min_confidence_shows_not_sure(page):
+    """The server's real answer, with "sure" turned false as a --min-confidence above its
+    confidence would: the page keeps the best guess and says it is not sure."""
+    def unsure(route):
+        response = route.fetch()
+        body = response.json()
+        body["sure"], body["min_confidence"] = False, 1.0
+        route.fulfill(response=response, json=body)
+
+    page.route("**/predict", unsure)
+    draw(page, [(0.5, 0.12), (0.5, 0.35), (0.49, 0.6), (0.48, 0.88)])
+    page.wait_for_function(
+        "() => document.getElementById('confidence').textContent.includes('not sure')",
+        timeout=15_000)
+    assert page.locator("#label").inner_text().strip() in list("0123456789")  # the best guess
+    assert page.locator("#label.unsure").count() == 1
+    assert "%" in page.locator("#confidence").inner_text()
+    page.keyboard.press("Escape")
+    assert page.locator("#label.unsure").count() == 0
+    assert "not sure" not in page.locator("#confidence").inner_text()
 
 
 def test_a_tiny_dot_gives_a_friendly_message(page):

@@ -13,7 +13,8 @@ from digitlab.cli import main
 from digitlab.models.activations import ACTIVATIONS, LECTURE
 from digitlab.viz import figures
 
-RUN_PLOTS = ("curves.png", "confusion.png", "predictions.png", "misclassified.png")
+RUN_PLOTS = ("curves.png", "confusion.png", "predictions.png", "misclassified.png",
+             "reliability.png")
 
 
 def assert_png(path: Path) -> None:

@@ -36,6 +36,7 @@ class DataConfig:
     imbalance_profile: str = "exponential"  # class sizes fall "exponential"ly or in a "step"
     balance: str = "none"  # "none", "weights" (in the loss), "sampler", "lecun" (equal batches)
     balance_finetune_epochs: int = 0  # last N epochs at the true class frequencies
+    deskew: bool = False  # remove each digit's slant (image moments), in training and inference
     # augmentation of training batches, on the device (data.loader = "device"); all 0 = off
     augment_shift: int = 0  # random translation by whole pixels, up to N each way (0..8)
     augment_rotate: float = 0.0  # random rotation, up to N degrees either way (0..45)

@@ -252,6 +252,7 @@ class TrainConfig:
     mode: str = "auto"  # "min", "max", or "auto" (max for accuracy, min for loss)
     min_delta: float = 0.0  # the smallest change that counts as an improvement
     tensorboard: bool = False  # also log epoch scalars to RUN_DIR/tensorboard (pip tensorboard)
+    preset: str = ""  # the preset this run started from (configs/NAME.toml sets it); serve shows it
 
     def __post_init__(self):
         check_values(self, "train")
@@ -273,6 +274,9 @@ class TrainConfig:
                       ("val_loss", "val_accuracy", "test_loss", "test_accuracy"))
         check_choice("train.mode", self.mode, ("auto", "min", "max"))
         check(self.min_delta >= 0, "train.min_delta", N_(">= 0"), self.min_delta)
+        check(re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,39}", self.preset) is not None or
+              self.preset == "", "train.preset",
+              N_("empty or a short name: up to 40 of a-z, 0-9, '.', '_', '-'"), self.preset)
 
 
 @dataclass(frozen=True)

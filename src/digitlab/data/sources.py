@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from digitlab.data import csvfile, folder, mnist
 from digitlab.data.dataset import Dataset, Split
+from digitlab.data.deskew import deskew
 from digitlab.i18n import N_
 from digitlab.registry import Registry
 
@@ -93,3 +95,15 @@ def build_folder(cfg: DataConfig) -> Dataset:
                   "train.csv)")
 def build_csv(cfg: DataConfig) -> Dataset:
     return csvfile.load(cfg.dir, cfg.test_dir, cfg.test_fraction)
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """The dataset `cfg.data.name` names, as a model trained with `cfg` sees it: deskewed
+    (train and test) when data.deskew is on. Every place that feeds a dataset to a model
+    (training, evaluation, benchmarks) loads it here."""
+    dataset = SOURCES.get(cfg.name)(cfg)
+    if not cfg.deskew:
+        return dataset
+    return dataclasses.replace(dataset, train=Split(deskew(dataset.train.images),
+                                                    dataset.train.labels),
+                               test=Split(deskew(dataset.test.images), dataset.test.labels))

@@ -1,22 +1,25 @@
 """`digitlab bench`: every part side by side in one process, printed as one report.
 
-The training parts live in `digitlab.training.bench`; inference adds predict throughput.
+The training parts live in `digitlab.training.bench`; inference adds predict throughput and
+the robustness of the presets through the image path (`digitlab.inference.robustness`).
 """
 
 from __future__ import annotations
 
-import json
 import time
+from pathlib import Path
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from digitlab.config import Config, build_config
-from digitlab.data import SOURCES
+from digitlab.data import load_dataset
 from digitlab.data.mnist import DIGITS
 from digitlab.i18n import _, ngettext
+from digitlab.inference import robustness
 from digitlab.inference.predictor import Predictor
+from digitlab.io import dumps_json
 from digitlab.models import build_model
 from digitlab.training.bench import (
     default_run_peak_rss,
@@ -46,11 +49,15 @@ def predict_throughput(images: torch.Tensor, single: int = 300) -> dict:
 
 def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
               data_dir: str | None = None, as_json: bool = False,
-              parts: tuple[str, ...] = ("seed",), seeds: int = 3) -> dict:
+              parts: tuple[str, ...] = ("seed",), seeds: int = 3,
+              runs: dict[str, Path] | None = None,
+              sizes: robustness.Sizes | None = None) -> dict:
+    """The parts asked for, printed as a report (or as JSON); the results as a dict.
+    robustness: `runs` gives run directories to reuse by preset; `sizes` the sets' sizes."""
     shortcuts = {"epochs": epochs, "seed": seed, "dataset": dataset, "data_dir": data_dir}
     cfg, _sources = build_config(None, [], shortcuts)
     console = Console(highlight=False, soft_wrap=True, markup=False, quiet=as_json)
-    data = SOURCES.get(cfg.data.name)(cfg.data)
+    data = load_dataset(cfg.data)
     console.print(ngettext("bench: seed recipe, {dataset}, {epochs} epoch, seed {seed}",
                            "bench: seed recipe, {dataset}, {epochs} epochs, seed {seed}",
                            epochs).format(dataset=data.title, epochs=epochs, seed=seed) + "\n"
@@ -77,14 +84,18 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
     if "memory" in parts:
         console.print(_("peak memory of a default run (a child process) ..."))
         result["peak_rss_mb"] = default_run_peak_rss(data_dir)
+    if "robustness" in parts:
+        result["robustness"] = robustness.run_robustness(data.test, runs or {},
+                                                         sizes or robustness.Sizes(), data_dir,
+                                                         console)
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(dumps_json(result, indent=2))
         return result
-    print_result(console, result, len(data.train))
+    print_result(console, result, len(data.train), data.title)
     return result
 
 
-def print_result(console: Console, result: dict, train_size: int) -> None:
+def print_result(console: Console, result: dict, train_size: int, dataset_title: str) -> None:
     if "tutorial" in result:
         table = Table(title=_("seed recipe: training loop, same model and recipe"))
         table.add_column(_("pipeline"), justify="left")
@@ -122,3 +133,5 @@ def print_result(console: Console, result: dict, train_size: int) -> None:
     if "peak_rss_mb" in result:
         console.print(_("peak RSS of a default run: {megabytes:,.0f} MB (goal: 1,500 MB)")
                       .format(megabytes=result["peak_rss_mb"]))
+    if "robustness" in result:
+        console.print(robustness.table(result["robustness"], dataset_title))

@@ -1,7 +1,12 @@
 """`digitlab export`: a run's model as ONNX or TorchScript, with normalization inside.
 
 Input: float32 [N, 1, 28, 28], raw intensities in [0, 1], white ink on black as in MNIST.
-Output: logits [N, C]. The batch dimension is dynamic.
+Output: logits [N, C]. The batch dimension is dynamic. A model trained with data.deskew
+deskews its input inside the file, with the same torch code as training. The run's
+calibration temperature T (training.calibration; 1 when none was fitted) is stored beside the
+graph, not in it, under the key "digitlab.temperature" (ONNX: the model's metadata_props;
+TorchScript: an extra file): softmax(logits / T) gives the probabilities `digitlab predict`
+reports.
 
 The file is serialized in memory and written with `io.atomic_write_bytes` (a `mkstemp` name in
 the target folder, then a rename), so no fixed temporary name exists for anyone to plant a
@@ -17,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from digitlab.data.deskew import deskew
 from digitlab.errors import UsageError
 from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
@@ -28,35 +34,43 @@ FORMATS = ("onnx", "torchscript")
 class Normalized(nn.Module):
     """The model with the training normalization in front: pixels in [0, 1] -> logits."""
 
-    def __init__(self, model: nn.Module, mean: float, std: float):
+    def __init__(self, model: nn.Module, mean: float, std: float, deskewed: bool = False):
         super().__init__()
         self.model = model
+        self.deskewed = deskewed  # data.deskew: the same torch code as training, inside the file
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         # data.loader.normalize's arithmetic after its / 255 (the input is already in [0, 1])
+        if self.deskewed:
+            pixels = deskew(pixels * 255) / 255  # on whole levels, as the training uint8s
         return self.model((pixels - self.mean) / self.std)
 
 
 def exportable(source: str | Path) -> tuple[Normalized, Predictor]:
     predictor = Predictor.load(source, device="cpu")
-    wrapped = Normalized(predictor.model, predictor.mean, predictor.std).eval()
+    wrapped = Normalized(predictor.model, predictor.mean, predictor.std,
+                         predictor.cfg.data.deskew).eval()
     return wrapped, predictor
 
 
-def serialized(wrapped: Normalized, fmt: str) -> bytes:
-    """The ONNX or TorchScript file's bytes, made in memory."""
+def serialized(wrapped: Normalized, fmt: str, metadata: dict[str, str]) -> bytes:
+    """The ONNX or TorchScript file's bytes, made in memory, with `metadata` stored beside."""
     example = torch.rand(2, 1, 28, 28)
     buffer = io.BytesIO()
     if fmt == "torchscript":
-        torch.jit.save(torch.jit.trace(wrapped, example), buffer)
-    else:
-        torch.onnx.export(wrapped, (example,), buffer, input_names=["pixels"],
-                          output_names=["logits"], dynamo=False,
-                          dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=17)
-    return buffer.getvalue()
+        torch.jit.save(torch.jit.trace(wrapped, example), buffer, _extra_files=metadata)
+        return buffer.getvalue()
+    import onnx
+
+    torch.onnx.export(wrapped, (example,), buffer, input_names=["pixels"],
+                      output_names=["logits"], dynamo=False,
+                      dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=17)
+    model = onnx.load_from_string(buffer.getvalue())
+    onnx.helper.set_model_props(model, metadata)
+    return model.SerializeToString()
 
 
 def export(source: str | Path, fmt: str, out: str | Path, force: bool = False) -> Path:
@@ -71,8 +85,8 @@ def export(source: str | Path, fmt: str, out: str | Path, force: bool = False) -
             raise UsageError(_("ONNX export needs the export extra: "
                                "pip install 'digitlab[export]'")) from None
     check_destination(out, force, "model.onnx")
-    wrapped, _predictor = exportable(source)
-    data = serialized(wrapped, fmt)
+    wrapped, predictor = exportable(source)
+    data = serialized(wrapped, fmt, {"digitlab.temperature": repr(predictor.temperature)})
     check_destination(out, force, "model.onnx")  # again: the export took a while
     try:
         atomic_write_bytes(out, data)

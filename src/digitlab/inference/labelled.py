@@ -157,4 +157,5 @@ def read_labelled(predictor: Predictor, files: list[LabelledFile],
         unreadable.append((read[index], _("the model's output is not finite (NaN or Infinity); "
                                           "retrain with a lower learning rate")))
     keep = finite.nonzero().flatten().tolist()
-    return Readings([read[i] for i in keep], stacked[keep], probs[finite], unreadable)
+    return Readings([read[i] for i in keep], predictor.seen(stacked[keep]), probs[finite],
+                    unreadable)

@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from digitlab.data.deskew import deskew
 from digitlab.data.folder import IMAGE_SUFFIXES  # the one list: folder datasets too
 from digitlab.data.loader import normalize
+from digitlab.errors import UsageError
+from digitlab.i18n import _
 from digitlab.inference.preprocess import ImageError, preprocess
 from digitlab.inference.run import Run, load_run
 
@@ -34,13 +37,23 @@ class Predictor(Run):
 
     @torch.no_grad()
     def probabilities(self, digits: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 [N, 28, 28] (white ink on black) -> probabilities [N, C] on the CPU."""
-        images = torch.as_tensor(np.asarray(digits), dtype=torch.uint8).to(self.device)
-        return self.model(normalize(images, self.mean, self.std)).float().softmax(dim=1).cpu()
+        """uint8 [N, 28, 28] (white ink on black) -> probabilities [N, C] on the CPU, with the
+        run's temperature applied (calibrated: of the answers given with 80% about 80% are
+        right, when a temperature was fitted)."""
+        images = torch.as_tensor(self.seen(digits)).to(self.device)
+        logits = self.model(normalize(images, self.mean, self.std)).float()
+        return (logits / self.temperature).softmax(dim=1).cpu()
+
+    def seen(self, digits: np.ndarray | torch.Tensor) -> np.ndarray:
+        """uint8 [N, 28, 28] as the model sees them: deskewed when it was trained so
+        (data.deskew), exactly as its training images were."""
+        images = torch.as_tensor(np.asarray(digits), dtype=torch.uint8)
+        return (deskew(images) if self.cfg.data.deskew else images).numpy()
 
     def predict_file(self, path: str | Path | bytes) -> tuple[np.ndarray, torch.Tensor]:
+        """(the 28x28 the model saw, its probabilities)."""
         digit = preprocess(path)
-        return digit, self.probabilities(digit[None])[0]
+        return self.seen(digit[None])[0], self.probabilities(digit[None])[0]
 
     def describe(self) -> dict:
         """What is loaded, as JSON-ready values: the checkpoint as RUN/checkpoints/FILE (never
@@ -66,6 +79,7 @@ class Predictor(Run):
                 "classes": list(self.classes),
                 "epoch": epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
                 "test_accuracy": number(metrics.get("test_accuracy")),
+                "temperature": number(self.temperature),
                 "checkpoint": checkpoint,
                 "normalization": {"mean": number(self.mean), "std": number(self.std)},
                 "config": {"model": self.cfg.model.name, "activation": self.cfg.model.activation,
@@ -91,17 +105,29 @@ def as_label(name: str) -> int | str:
     return int(name) if name.isdigit() else name
 
 
-def prediction(probs: torch.Tensor, classes: tuple[str, ...], top_k: int = 1) -> dict:
+def check_min_confidence(value: float | None, option: str = "--min-confidence") -> None:
+    """A confidence threshold is None (not used) or a probability in (0, 1]; else UsageError."""
+    if value is not None and not 0 < value <= 1:  # also refuses NaN
+        raise UsageError(_("{option} must be a probability in (0, 1], e.g. 0.6; got {value}")
+                         .format(option=option, value=value))
+
+
+def prediction(probs: torch.Tensor, classes: tuple[str, ...], top_k: int = 1,
+               min_confidence: float | None = None) -> dict:
     """One image's probabilities as JSON-ready values: status "ok", label, confidence,
-    probabilities, and top_k when top_k > 1. When the model's output is not finite (weights
-    that overflow on this input), status "not-finite" and nulls: JSON has no NaN."""
+    probabilities, and top_k when top_k > 1; with min_confidence, "sure": whether the
+    confidence reaches it. When the model's output is not finite (weights that overflow on
+    this input), status "not-finite" and nulls: JSON has no NaN."""
+    sure = {} if min_confidence is None else {"sure": None}
     if not bool(torch.isfinite(probs).all()):
-        nulls = {"label": None, "confidence": None, "probabilities": None}
+        nulls = {"label": None, "confidence": None, "probabilities": None, **sure}
         return {"status": "not-finite", **nulls, **({"top_k": None} if top_k > 1 else {})}
     top = probs.topk(min(top_k, len(probs)))
     result = {"status": "ok", "label": as_label(classes[int(top.indices[0])]),
               "confidence": float(top.values[0]),
               "probabilities": [round(float(p), 6) for p in probs]}
+    if min_confidence is not None:
+        result["sure"] = result["confidence"] >= min_confidence
     if top_k > 1:
         result["top_k"] = [{"label": as_label(classes[int(i)]), "probability": float(v)}
                            for v, i in zip(top.values, top.indices, strict=True)]
@@ -128,4 +154,5 @@ def show(original: Path, digit: np.ndarray, label: str, confidence: float, path:
     return path
 
 
-__all__ = ["ImageError", "Predictor", "as_label", "expand_inputs", "prediction", "show"]
+__all__ = ["ImageError", "Predictor", "as_label", "check_min_confidence", "expand_inputs",
+           "prediction", "show"]

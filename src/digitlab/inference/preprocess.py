@@ -16,8 +16,9 @@ unevenly lit or ruled paper, a shadow, specks. The steps, none of which may lose
    over half of each stroke's own peak, and grey), thin strokes thickened to MNIST's width,
    fitted to the 20x20 box with an anti-aliasing resize and placed by its centre of mass.
 
-`predict --show` (predictor.show) puts the input beside the 28x28 this gives. Not applied
-here: moment-based deskew (`deskew`), which a model must be trained with.
+`predict --show` (predictor.show) puts the input beside the 28x28 this gives. Moment-based
+deskew (`data.deskew`, digitlab.data.deskew) comes after this, in the Predictor, for models
+trained with it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy import ndimage
 
 from digitlab.i18n import N_, _
 from digitlab.inference.photo import FAINT, digit_components, remove_ruled_lines
@@ -278,25 +278,3 @@ def to_mnist(image: Image.Image, name: str = "image") -> np.ndarray:
 def preprocess(source: str | Path | bytes) -> np.ndarray:
     name = "<upload>" if isinstance(source, bytes) else str(source)
     return to_mnist(open_image(source), name)
-
-
-# ---------------------------------------------------------------- deskew (not wired in)
-
-
-def deskew(image: np.ndarray) -> np.ndarray:
-    """A 28x28 digit with its slant removed (LeCun's moment-based deskew): rows are shifted
-    sideways so that the ink's second moments show no correlation between row and column.
-    Not applied by preprocess: a model must be trained on deskewed digits to read them."""
-    ink = image.astype(np.float64)
-    total = ink.sum()
-    if total <= 0:
-        return image.copy()
-    rows, cols = np.indices(ink.shape)
-    cy, cx = (rows * ink).sum() / total, (cols * ink).sum() / total
-    mu11 = ((rows - cy) * (cols - cx) * ink).sum() / total
-    mu02 = ((rows - cy) ** 2 * ink).sum() / total
-    slant = mu11 / mu02 if mu02 > 0 else 0.0
-    # output (r, c) reads input (r, c + slant * (r - cy))
-    matrix = np.array([[1.0, 0.0], [slant, 1.0]])
-    shifted = ndimage.affine_transform(ink, matrix, offset=(0.0, -slant * cy), order=1)
-    return np.clip(shifted, 0, 255).round().astype(image.dtype)

@@ -2,7 +2,8 @@
 
 A run directory or one of its checkpoint files gives the model the run reports (see
 `digitlab.training.checkpoint.reported_checkpoint`), with what it needs to be used: config,
-class names and the normalization it was trained with. Nothing is unpickled, and nothing in
+class names, the normalization it was trained with and the temperature its probabilities are
+divided by (training.calibration; 1 when none was fitted). Nothing is unpickled, and nothing in
 the file is trusted: `load_model` checks the metadata, the shapes and the weights first.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 
 from digitlab.config import Config
-from digitlab.training.checkpoint import load_model
+from digitlab.training.checkpoint import checked_temperature, load_model
 from digitlab.training.distributed import resolve_device
 
 
@@ -28,6 +29,7 @@ class Run:
     device: torch.device
     meta: dict = field(default_factory=dict)  # the checkpoint's metadata; {} for a model in memory
     path: Path | None = None  # the checkpoint file; None for a model in memory
+    temperature: float = 1.0  # probabilities are softmax(logits / temperature); > 0
 
 
 def load_run(source: str | Path, device: str = "auto") -> Run:
@@ -35,4 +37,4 @@ def load_run(source: str | Path, device: str = "auto") -> Run:
     model, cfg, meta, path = load_model(source)  # classes, mean and std are checked there
     dev = resolve_device(device)
     return Run(model.to(dev), cfg, tuple(meta["classes"]), float(meta["mean"]),
-               float(meta["std"]), dev, meta, path)
+               float(meta["std"]), dev, meta, path, checked_temperature(meta, path))

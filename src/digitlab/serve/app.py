@@ -13,6 +13,10 @@ mass), so a canvas, a scan or a photo all arrive at the model in MNIST's form. B
 full or parsed; anything that is not a usable image is a 4xx with a JSON {"detail": "..."}.
 Requests pass `guard.RequestGuard` first: on loopback only a Host naming this machine is
 answered (DNS rebinding), and a POST from another origin is refused.
+
+Probabilities carry the run's temperature (training.calibration). An answer whose confidence
+is below `min_confidence` (--min-confidence, default 0.6) has "sure": false, and the page
+shows "not sure" beside its best guess: a scribble should not be read as a confident digit.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from digitlab.i18n import _
-from digitlab.inference.predictor import Predictor
+from digitlab.inference.predictor import Predictor, check_min_confidence
 from digitlab.inference.preprocess import FRAME, ImageError, preprocess
 from digitlab.io import finite_json
 from digitlab.serve.guard import (
@@ -45,6 +49,8 @@ from digitlab.serve.guard import (
 )
 
 STATIC = Path(__file__).resolve().parent / "static"
+# Calibrated, 0.6 means a guess right about 3 times in 5: below it the page says "not sure".
+DEFAULT_MIN_CONFIDENCE = 0.6
 log = logging.getLogger("digitlab.serve")
 
 # The page and its assets come from this server only.
@@ -61,6 +67,8 @@ class Prediction(BaseModel):
     label: int
     class_name: str
     confidence: float
+    sure: bool  # confidence >= min_confidence
+    min_confidence: float
     probabilities: list[float]
     preprocessed: list[list[int]]
 
@@ -154,7 +162,8 @@ async def upload_bytes(request: Request, body: bytes, content_type: str) -> byte
                                '{{"pixels": ...}}').format())
 
 
-def answer(predictor: Predictor, digit: np.ndarray) -> dict:
+def answer(predictor: Predictor, digit: np.ndarray,
+           min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> dict:
     """uint8 [28, 28] -> the /predict answer; 503 if the model gives NaN (broken weights)."""
     probs = predictor.probabilities(digit[None])[0]
     if not bool(probs.isfinite().all()):
@@ -162,12 +171,14 @@ def answer(predictor: Predictor, digit: np.ndarray) -> dict:
                                    "serve another checkpoint"))
     index = int(probs.argmax())
     name = predictor.classes[index]
+    confidence = float(probs[index])
     return {"label": int(name) if name.isdigit() else index, "class_name": name,
-            "confidence": float(probs[index]), "probabilities": [float(p) for p in probs],
-            "preprocessed": digit.astype(int).tolist()}
+            "confidence": confidence, "sure": confidence >= min_confidence,
+            "min_confidence": min_confidence, "probabilities": [float(p) for p in probs],
+            "preprocessed": predictor.seen(digit[None])[0].astype(int).tolist()}
 
 
-def from_image(predictor: Predictor, data: bytes) -> dict:
+def from_image(predictor: Predictor, data: bytes, min_confidence: float) -> dict:
     if not data:
         raise ImageError(_("the upload is empty"))
     try:
@@ -178,7 +189,7 @@ def from_image(predictor: Predictor, data: bytes) -> dict:
         log.warning("preprocessing failed", exc_info=True)
         raise ImageError(_("could not read the image ({error_type})").format(
             error_type=type(e).__name__)) from None
-    return answer(predictor, digit)
+    return answer(predictor, digit, min_confidence)
 
 
 async def image_error(request: Request, exc: ImageError) -> JSONResponse:
@@ -211,9 +222,12 @@ PREDICT_RESPONSES = {
 }
 
 
-def create_app(predictor: Predictor, host: str = "127.0.0.1") -> FastAPI:
+def create_app(predictor: Predictor, host: str = "127.0.0.1",
+               min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> FastAPI:
     """The app for `predictor`, served on the address `host`: on loopback, requests must name
-    this machine in their Host header (see guard.RequestGuard)."""
+    this machine in their Host header (see guard.RequestGuard). Answers below min_confidence,
+    in (0, 1], are "sure": false."""
+    check_min_confidence(min_confidence)
     app = FastAPI(title="digitlab", summary="Draw a digit; a trained model reads it.",
                   version="1", docs_url=None, redoc_url=None)  # both pages need a CDN
     app.state.predictor = predictor
@@ -231,7 +245,7 @@ def create_app(predictor: Predictor, host: str = "127.0.0.1") -> FastAPI:
 
     @app.get("/model")
     async def model() -> dict:
-        return finite_json(predictor.describe())
+        return finite_json(dict(predictor.describe(), min_confidence=min_confidence))
 
     @app.post("/predict", response_model=Prediction, openapi_extra={"requestBody": PREDICT_BODY},
               responses=PREDICT_RESPONSES)
@@ -240,19 +254,22 @@ def create_app(predictor: Predictor, host: str = "127.0.0.1") -> FastAPI:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json" or content_type.endswith("+json"):
             payload = parse_json(await read_body(request, MAX_JSON_BODY))
-            return await run_in_threadpool(answer, predictor, pixels_array(payload))
+            return await run_in_threadpool(answer, predictor, pixels_array(payload),
+                                           min_confidence)
         data = await upload_bytes(request, await read_body(request), content_type)
-        return await run_in_threadpool(from_image, predictor, data)
+        return await run_in_threadpool(from_image, predictor, data, min_confidence)
 
     app.mount("/static", Static(directory=STATIC), name="static")
     return app
 
 
-def serve(source: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto") -> None:
+def serve(source: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
     import uvicorn
 
+    check_min_confidence(min_confidence)  # before the model loads: a usage error is instant
     predictor = Predictor.load(source, device=device)
-    app = create_app(predictor, host=host)
+    app = create_app(predictor, host=host, min_confidence=min_confidence)
     info = predictor.describe()
     accuracy = info.get("test_accuracy")
     if accuracy is not None:

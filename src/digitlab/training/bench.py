@@ -113,20 +113,31 @@ def run_digitlab(cfg: Config) -> dict:
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # the checkout's presets
 
 
-def preset_runs(name: str, seeds: list[int], data_dir: str | None, target: float) -> dict:
-    """Train a preset once per seed; accuracy, time, and time until `target` test accuracy."""
-    from digitlab.training import train
-
+def preset_path(name: str) -> Path:
+    """configs/NAME.toml of this checkout, or a one-line UsageError."""
     path = CONFIGS / f"{name}.toml"
     if not path.is_file():
         raise UsageError(_("preset {path} not found; run digitlab bench from a checkout").format(
             path=path))
+    return path
+
+
+def train_preset(name: str, seed: int, data_dir: str | None, out: Path) -> dict:
+    """Train preset NAME once into the run directory `out`, quietly; train()'s summary."""
+    from digitlab.training import train
+
+    cfg, _sources = build_config(preset_path(name), [], {"seed": seed, "data_dir": data_dir})
+    cfg = replace(cfg, train=replace(cfg.train, out=str(out)))
+    return train(cfg, console=Console(quiet=True))
+
+
+def preset_runs(name: str, seeds: list[int], data_dir: str | None, target: float) -> dict:
+    """Train a preset once per seed; accuracy, time, and time until `target` test accuracy."""
+    preset_path(name)  # before any training
     runs = []
     for seed in seeds:
-        cfg, _sources = build_config(path, [], {"seed": seed, "data_dir": data_dir})
         with tempfile.TemporaryDirectory() as out:
-            cfg = replace(cfg, train=replace(cfg.train, out=str(Path(out) / "run")))
-            summary = train(cfg, console=Console(quiet=True))
+            summary = train_preset(name, seed, data_dir, Path(out) / "run")
             history = read_jsonl(Path(out) / "run" / "metrics.jsonl")
         elapsed, reached = 0.0, None
         for record in history:

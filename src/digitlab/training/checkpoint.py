@@ -5,7 +5,8 @@ Metadata (the header's "digitlab" entry, JSON): format version, config, epoch, s
 normalization, class names, the optimizer's non-tensor state (param groups, scalars), and
 "sha256": a digest of every tensor (name, dtype, shape, bytes) and of the rest of the metadata,
 checked on load so that a flipped bit is named instead of silently loaded. Files written before
-the digest existed have no "sha256" and load unchecked.
+the digest existed have no "sha256" and load unchecked. "calibration" holds the temperature
+fitted at the end of training (training.calibration); files without it load with T = 1.
 The file is written to a temp name and renamed, so it is either the old one or the new one.
 
 `load_model` is the one way to get a model out of a checkpoint: it trusts nothing in the file
@@ -120,11 +121,36 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module,
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = _optimizer_tensors(optimizer)
         tensors.update(optim_tensors)
+    _write(path, tensors, meta)
+
+
+def _write(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     # through JSON once, so that the digest sees what load_checkpoint will read back
     # (tuples become lists, integer keys become strings)
     meta = json.loads(json.dumps(meta))
     meta["sha256"] = payload_digest(tensors, meta)
     atomic_write_bytes(path, save(tensors, metadata={"digitlab": json.dumps(meta)}))
+
+
+def set_calibration(path: str | Path, calibration: dict) -> None:
+    """Rewrite a checkpoint with metadata["calibration"] = calibration (its tensors, so resume,
+    unchanged; a new digest), atomically."""
+    tensors, meta = load_checkpoint(path)
+    _write(path, tensors, dict(meta, calibration=calibration))
+
+
+def checked_temperature(meta: dict, path: Path) -> float:
+    """The temperature inference divides the logits by: metadata["calibration"]["temperature"],
+    1.0 for a checkpoint written before calibration; a CheckpointError unless finite and > 0."""
+    calibration = meta.get("calibration")
+    if calibration is None:
+        return 1.0
+    is_table = isinstance(calibration, dict)
+    value = calibration.get("temperature") if is_table else calibration
+    if not is_table or not _is_number(value) or value <= 0:
+        raise CheckpointError(_("{path}: its metadata's calibration temperature must be a finite "
+                                "number > 0, got {value}").format(path=path, value=_brief(value)))
+    return float(value)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -274,11 +300,12 @@ def load_model(source: str | Path) -> tuple[torch.nn.Module, Config, dict, Path]
     """(model on the CPU in eval mode, its config, the checkpoint metadata, the file) for a run
     directory or checkpoint file; every problem is a CheckpointError naming the file.
 
-    The metadata's classes, mean and std are checked here (a list of names, finite numbers,
-    std > 0), so callers may use them as they are."""
+    The metadata's classes, mean, std and calibration temperature are checked here (a list of
+    names, finite numbers, std and temperature > 0), so callers may use them as they are."""
     path = reported_checkpoint(source)
     tensors, meta = load_checkpoint(path)
     cfg, classes = model_spec(meta, path)
+    checked_temperature(meta, path)
     _check_fits(cfg, len(classes), tensors, path)
     _check_finite(tensors, path)
     model = build_model(cfg.model, len(classes))

@@ -3,8 +3,9 @@
 seed and device -> data -> model, loss, optimizer, schedule -> autocast -> compile and DDP ->
 the run directory (locked for the run) -> resume -> for epoch: for images, labels in loader:
 step -> evaluate, checkpoint (good weights only), log, early stopping -> the reported weights,
-the final test, summary.json. The run's analysis (evaluation.json, figures, report.html) is
-drawn by the command afterwards (digitlab.viz.analysis): training/ draws nothing.
+their temperature (calibration), the final test, summary.json. The run's analysis
+(evaluation.json, figures, report.html) is drawn by the command afterwards
+(digitlab.viz.analysis): training/ draws nothing.
 """
 
 from __future__ import annotations
@@ -196,11 +197,17 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         # ---- the end: the weights the run reports, the final test, the summary ---------------
         distributed.barrier(world)  # rank 0 has written the checkpoints
         load_reported_weights(raw_model, run_dir)
+        # their temperature, fitted on the validation split, goes into both checkpoints
+        checkpoints = [run_dir / "checkpoints" / f"{name}.safetensors" for name in ("last", "best")]
+        calibration = calibrate(raw_model, eval_loaders.get("val"),
+                                checkpoints if world.main else [])
         test = evaluate(model, eval_loaders["test"], criterion.plain, num_classes)
         console.print(_("Test Accuracy: {accuracy:.2f}%").format(
             accuracy=100 * test["accuracy"]))
+        console.print(calibration_line(calibration))
         summary = summarize(state, test, stopped, cfg, dataset, notice, raw_model, device,
                             run_dir)
+        summary["calibration"] = calibration
         if world.main:
             write_json(run_dir / "summary.json", summary)
         log.close()

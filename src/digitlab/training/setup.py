@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 
 from digitlab.config import Config, check_teacher, load_run_config
-from digitlab.data import SOURCES, Dataset, Split
+from digitlab.data import Dataset, Split, load_dataset
 from digitlab.data.balance import make_imbalanced, val_split
 from digitlab.data.loader import epoch_batches
 from digitlab.errors import ConfigError, DataNotFound, UsageError
@@ -25,7 +25,7 @@ FALLBACK_DATASET = "digits"  # bundled with scikit-learn, so a fresh offline mac
 def load_data(cfg: Config, fallback: bool, console: Console) -> tuple[Dataset, Config, str]:
     """The dataset, the config naming the dataset actually used, and any notice shown."""
     try:
-        return SOURCES.get(cfg.data.name)(cfg.data), cfg, ""
+        return load_dataset(cfg.data), cfg, ""
     except DataNotFound as e:
         if not (fallback and cfg.data.name == "mnist"):
             raise
@@ -38,13 +38,13 @@ def load_data(cfg: Config, fallback: bool, console: Console) -> tuple[Dataset, C
     console.print(notice, style="yellow", markup=False, highlight=False)
     console.rule(style="yellow")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=FALLBACK_DATASET))
-    return SOURCES.get(FALLBACK_DATASET)(cfg.data), cfg, notice
+    return load_dataset(cfg.data), cfg, notice
 
 
 def batches_per_epoch(cfg: Config) -> int:
     """Batches in the first epoch of the configured training split, as `train` counts them
     (the training splits and balance mode included; loads the dataset)."""
-    dataset = SOURCES.get(cfg.data.name)(cfg.data)
+    dataset = load_dataset(cfg.data)
     train, _val = training_splits(dataset, cfg)
     return epoch_batches(train.labels, cfg.data.batch_size, cfg.data.balance,
                          len(dataset.classes))

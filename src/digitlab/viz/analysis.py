@@ -1,6 +1,7 @@
 """What a trained model learned, on the test split: per-class metrics, the confusion matrix,
-the most-confused pairs, the highest-loss images; written as evaluation.json, plots and the
-HTML report. Drawn by `digitlab train` once a run has finished, by `digitlab evaluate` and by
+the most-confused pairs, the highest-loss images, how honest its confidence is before and
+after the run's temperature (ECE); written as evaluation.json, plots and the HTML report.
+Drawn by `digitlab train` once a run has finished, by `digitlab evaluate` and by
 `digitlab plot run`."""
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ import torch
 import torch.nn.functional as F
 
 from digitlab.config import Config
-from digitlab.data import SOURCES, Dataset
+from digitlab.data import Dataset, load_dataset
 from digitlab.data.loader import normalize
 from digitlab.errors import CheckpointError
 from digitlab.i18n import _
 from digitlab.inference.run import load_run
 from digitlab.io import atomic_write_text, ensure_writable, read_jsonl, write_json
+from digitlab.training.calibration import (
+    ECE_BINS,
+    confidence_bins,
+    expected_calibration_error,
+    nll,
+)
 from digitlab.viz import plots
 from digitlab.viz.report import write_report
 
@@ -74,12 +81,36 @@ def confusion_csv(confusion: torch.Tensor, classes: tuple[str, ...]) -> str:
     return out.getvalue()
 
 
+def calibration_report(logits: torch.Tensor, labels: torch.Tensor, temperature: float,
+                       recorded: dict, plot: Path | None = None) -> dict:
+    """ECE and NLL on the test split with the raw softmax and with the run's temperature;
+    `recorded` is the checkpoint's "calibration" metadata (where T was fitted), {} if none.
+    With `plot`, also the reliability diagram there."""
+    before, after = logits.softmax(dim=1), (logits / temperature).softmax(dim=1)
+    count, reason = recorded.get("num_samples"), recorded.get("reason")
+    fitted_on = None
+    if recorded.get("fitted_on") == "validation" and isinstance(count, int):
+        fitted_on, reason = f"validation, {count} images", None
+    elif not isinstance(reason, str):
+        reason = "the checkpoint records no calibration (written before it existed)"
+    if plot is not None:
+        plots.reliability({"before (T = 1)": confidence_bins(before, labels),
+                           f"after (T = {temperature:.3f})": confidence_bins(after, labels)}, plot)
+    return {"temperature": temperature, "fitted_on": fitted_on, "reason": reason,
+            "bins": ECE_BINS,
+            "ece_before": expected_calibration_error(before, labels),
+            "ece_after": expected_calibration_error(after, labels),
+            "nll_before": nll(logits, labels), "nll_after": nll(logits, labels, temperature)}
+
+
 def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch.device,
-            run_dir: Path, extra: dict | None = None, gallery_size: int = 24) -> dict:
-    """Evaluate on the test split and write evaluation.json, plots/ and report.html."""
+            run_dir: Path, extra: dict | None = None, gallery_size: int = 24,
+            temperature: float = 1.0, recorded: dict | None = None) -> dict:
+    """Evaluate on the test split and write evaluation.json, plots/ and report.html.
+    temperature and recorded: the checkpoint's calibration (see calibration_report)."""
     test = dataset.test
     logits = split_logits(model, test.images, cfg, device)
-    probs = logits.softmax(dim=1)
+    probs = (logits / temperature).softmax(dim=1)  # the confidence predict and serve show
     confidence, preds = probs.max(dim=1)
     c = len(dataset.classes)
     confusion = torch.bincount(test.labels * c + preds, minlength=c * c).view(c, c)
@@ -98,6 +129,8 @@ def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch
         "per_class_accuracy": {k: v["recall"] for k, v in report["per_class"].items()},
         "most_confused": most_confused(confusion, dataset.classes),
         "confusion": confusion.tolist(),
+        "calibration": calibration_report(logits, test.labels, temperature, recorded or {},
+                                          run_dir / "plots" / "reliability.png"),
     }
     plot_dir = run_dir / "plots"
     plots.confusion(confusion, dataset.classes, plot_dir / "confusion.png")
@@ -131,7 +164,10 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     cfg = run.cfg
     if data_dir:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=data_dir))
-    dataset = SOURCES.get(cfg.data.name)(cfg.data)
+    dataset = load_dataset(cfg.data)
+    recorded = run.meta.get("calibration")
     return analyze(run.model, dataset, cfg, run.device, run_dir,
                    extra={"checkpoint": str(run.path), "epoch": run.meta.get("epoch"),
-                          "device": str(run.device)})
+                          "device": str(run.device)},
+                   temperature=run.temperature,
+                   recorded=recorded if isinstance(recorded, dict) else {})

@@ -115,3 +115,25 @@ def gallery(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def reliability(curves: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                path: str | Path) -> None:
+    """A reliability diagram: accuracy against mean confidence per confidence bin, one line per
+    entry of `curves` (label -> calibration.confidence_bins(...)); the diagonal is honest."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    ax.plot([0, 1], [0, 1], color="gray", linestyle=":", label="perfectly calibrated")
+    for (label, (count, confidence, accuracy)), marker in zip(curves.items(), "os^", strict=False):
+        used = count > 0  # empty bins have no accuracy
+        ax.plot(confidence[used].numpy(), accuracy[used].numpy(), marker=marker, label=label)
+    ax.set_xlabel("confidence (mean of the bin)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("reliability on the test split")
+    fig.tight_layout()
+    save_figure(fig, path)

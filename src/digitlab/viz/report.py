@@ -26,6 +26,7 @@ FIGURES = (  # file in plots/, heading
     ("confusion.png", "Confusion matrix"),
     ("predictions.png", "Predictions on the first test images"),
     ("misclassified.png", "Misclassified test images, highest loss first"),
+    ("reliability.png", "Reliability: confidence against accuracy, before and after scaling"),
 )
 
 
@@ -51,6 +52,20 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def calibration_section(calibration: dict) -> list[str]:
+    """Temperature scaling: T, where it was fitted, ECE and NLL on the test split."""
+    fitted = calibration.get("fitted_on") or f"not fitted: {calibration.get('reason')}"
+    rows = [["temperature T", _fmt(calibration.get("temperature"))], ["fitted on", fitted]]
+    for key, name in (("ece", f"ECE ({calibration.get('bins')} bins)"), ("nll", "NLL")):
+        rows.append([name, f"{_fmt(calibration.get(f'{key}_before'))} -> "
+                           f"{_fmt(calibration.get(f'{key}_after'))}"])
+    return ["<h2>Calibration (test split)</h2>",
+            "<p class='muted'>Probabilities are softmax(logits / T); T is fitted on the "
+            "validation split. ECE: the mean gap between confidence and accuracy (0 is "
+            "honest).</p>",
+            html_table(["", "value (before -> after)"], rows)]
+
+
 def render(run_dir: Path) -> str:
     summary = _read_json(run_dir / "summary.json")
     evaluation = _read_json(run_dir / "evaluation.json")
@@ -69,7 +84,7 @@ def render(run_dir: Path) -> str:
     if summary.get("dataset_notice"):
         parts.append(f"<p class='notice'>{html.escape(summary['dataset_notice'])}</p>")
     if summary:
-        keys = [k for k in summary if k not in ("dataset_notice", "best_metric")]
+        keys = [k for k in summary if k not in ("dataset_notice", "best_metric", "calibration")]
         parts += ["<h2>Summary</h2>", html_table(["key", "value"],
                                             [[k, _fmt(summary[k])] for k in keys])]
     if evaluation.get("per_class"):
@@ -84,6 +99,8 @@ def render(run_dir: Path) -> str:
             parts += ["<h3>Most confused pairs</h3>", html_table(
                 ["true", "predicted", "count"],
                 [[p["true"], p["predicted"], p["count"]] for p in evaluation["most_confused"]])]
+    if isinstance(evaluation.get("calibration"), dict):
+        parts += calibration_section(evaluation["calibration"])
     for name, heading in FIGURES:
         path = run_dir / "plots" / name
         if path.is_file():

@@ -62,7 +62,10 @@
   function resetResult() {
     labelEl.textContent = "?";
     labelEl.classList.add("empty");
+    labelEl.classList.remove("unsure");
     confidenceEl.innerHTML = "&nbsp;";
+    confidenceEl.classList.remove("unsure");
+    confidenceEl.title = "";
     for (const bar of barsEl.children) {
       bar.style.width = "0%";
       bar.dataset.pct = "";
@@ -207,7 +210,14 @@
     labelEl.textContent = result.class_name !== undefined ? result.class_name
       : String(result.label);
     labelEl.classList.remove("empty");
-    confidenceEl.textContent = `${(100 * result.confidence).toFixed(1)}% sure`;
+    // Below the server's --min-confidence the best guess stays, marked "not sure".
+    const unsure = result.sure === false;
+    labelEl.classList.toggle("unsure", unsure);
+    confidenceEl.classList.toggle("unsure", unsure);
+    const pct = `${(100 * result.confidence).toFixed(1)}%`;
+    confidenceEl.textContent = unsure ? `not sure: best guess at ${pct}` : `${pct} sure`;
+    confidenceEl.title = typeof result.min_confidence === "number"
+      ? `answers below ${(100 * result.min_confidence).toFixed(0)}% are marked not sure` : "";
     Array.from(barsEl.children).forEach((bar, i) => {
       const pct = 100 * probs[i];
       bar.style.width = `${pct.toFixed(1)}%`;

@@ -1,0 +1,86 @@
+"""A run trained with data.deskew: predict, serve, evaluate --images and export apply exactly
+the deskew its training images had."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from digitlab.config import DataConfig
+from digitlab.data import load_dataset
+from digitlab.data.deskew import deskew
+from digitlab.data.loader import normalize
+from digitlab.inference.predictor import Predictor
+
+
+@pytest.fixture(scope="module")
+def deskew_run(tmp_path_factory, session_cache) -> Path:
+    from digitlab.cli import main
+
+    run = tmp_path_factory.mktemp("deskew") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGITLAB_CACHE", str(session_cache))
+        code = main(["train", "--dataset", "digits", "--epochs", "2", "--set", "data.deskew=true",
+                     "--set", "model.name=cnn", "--set", "model.channels=[8,16]",
+                     "--out", str(run)])
+    assert code == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def raw_digits() -> np.ndarray:
+    return load_dataset(DataConfig(name="digits")).test.images[:16].numpy()
+
+
+def test_the_checkpoint_records_deskew(deskew_run):
+    assert Predictor.load(deskew_run, device="cpu").cfg.data.deskew is True
+
+
+def test_predictor_deskews_what_it_reads(deskew_run, raw_digits):
+    predictor = Predictor.load(deskew_run, device="cpu")
+    seen = predictor.seen(raw_digits)
+    assert np.array_equal(seen, deskew(torch.from_numpy(raw_digits)).numpy())
+    assert not np.array_equal(seen, raw_digits)
+    with torch.no_grad():
+        logits = predictor.model(normalize(torch.from_numpy(seen), predictor.mean, predictor.std))
+    expected = (logits / predictor.temperature).softmax(1)
+    assert torch.allclose(predictor.probabilities(raw_digits), expected, atol=1e-6)
+
+
+def test_a_plain_run_sees_its_input_unchanged(digits_run, raw_digits):
+    predictor = Predictor.load(digits_run, device="cpu")
+    assert predictor.cfg.data.deskew is False
+    assert np.array_equal(predictor.seen(raw_digits), raw_digits)
+
+
+def test_the_test_split_is_evaluated_deskewed(deskew_run, raw_digits):
+    """summary.json's test accuracy was measured on deskewed test images: scoring them again
+    through the Predictor gives the same accuracy."""
+    import json
+
+    dataset = load_dataset(DataConfig(name="digits"))
+    predictor = Predictor.load(deskew_run, device="cpu")
+    probs = predictor.probabilities(dataset.test.images.numpy())
+    accuracy = float((probs.argmax(1) == dataset.test.labels).float().mean())
+    summary = json.loads((deskew_run / "summary.json").read_text())
+    assert accuracy == pytest.approx(summary["test_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_deskews_inside_the_file(fmt, deskew_run, raw_digits, tmp_path):
+    from digitlab.inference.export import export
+
+    if fmt == "onnx":
+        pytest.importorskip("onnx", reason="ONNX export needs the export extra")
+        ort = pytest.importorskip("onnxruntime", reason="parity needs onnxruntime")
+    out = export(deskew_run, fmt, tmp_path / f"model.{fmt}")
+    predictor = Predictor.load(deskew_run, device="cpu")
+    pixels = raw_digits.astype(np.float32)[:, None] / 255
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(out))
+        logits = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: pixels})[0])
+    else:
+        logits = torch.jit.load(str(out))(torch.from_numpy(pixels)).detach()
+    probs = (logits / predictor.temperature).softmax(1)
+    assert torch.allclose(probs, predictor.probabilities(raw_digits), atol=1e-5)
