@@ -625,6 +625,38 @@ def test_serve_announces_where_it_listens(run_dir, monkeypatch, capsys, host, wa
         assert f"bound to {host} only" in lines[0] and "--host" in lines[0]
 
 
+@pytest.fixture(scope="module")
+def preset_run(tmp_path_factory) -> Path:
+    """A tiny run whose config names a preset, as configs/*.toml do."""
+    from digitlab.cli import main
+
+    run = tmp_path_factory.mktemp("preset") / "run"
+    code = main(["train", "--dataset", "digits", "--epochs", "1", "--set", "train.preset=robust",
+                 "--out", str(run)])
+    assert code == 0
+    return run
+
+
+@pytest.mark.parametrize("preset", ["robust", None])
+def test_serve_says_which_preset_the_run_came_from(preset, preset_run, run_dir, monkeypatch,
+                                                   capsys):
+    import uvicorn
+
+    from digitlab.serve import app as app_module
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    run = preset_run if preset else run_dir
+    app_module.serve(str(run), host="127.0.0.1", port=8123, device="cpu")
+    line = capsys.readouterr().out.splitlines()[0]
+    if preset:
+        assert "the robust preset: seed-mlp" in line
+    else:
+        assert "from a config of your own (no preset)" in line
+    app = app_module.create_app(Predictor.load(run, device="cpu"), host="127.0.0.1")
+    with TestClient(app, base_url="http://127.0.0.1:8123") as c:
+        assert c.get("/model").json()["preset"] == preset
+
+
 def start_server(run_dir: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """`python -m digitlab serve RUN_DIR --port P` on loopback; (process, base URL) once
     /healthz answers, within 60 s."""

@@ -75,7 +75,8 @@ class Predictor(Run):
         run = self.path.parent.parent.name if self.path is not None else ""
         if run and self.path.parent.name == "checkpoints":
             checkpoint = f"{run}/checkpoints/{self.path.name}"
-        return {"model": self.cfg.model.name, "dataset": self.meta.get("dataset"),
+        return {"model": self.cfg.model.name, "preset": self.cfg.train.preset or None,
+                "dataset": self.meta.get("dataset"),
                 "classes": list(self.classes),
                 "epoch": epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
                 "test_accuracy": number(metrics.get("test_accuracy")),
@@ -84,7 +85,7 @@ class Predictor(Run):
                 "normalization": {"mean": number(self.mean), "std": number(self.std)},
                 "config": {"model": self.cfg.model.name, "activation": self.cfg.model.activation,
                            "loss": self.cfg.loss.name, "optimizer": self.cfg.optim.name,
-                           "epochs": self.cfg.train.epochs}}
+                           "epochs": self.cfg.train.epochs, "deskew": self.cfg.data.deskew}}
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:

@@ -277,6 +277,10 @@ def serve(source: str, host: str = "127.0.0.1", port: int = 8000, device: str = 
             model=info["model"], dataset=info.get("dataset"), accuracy=100 * accuracy)
     else:
         what = f"{info['model']} ({info.get('dataset')})"
+    if info["preset"]:
+        what = _("the {preset} preset: {model}").format(preset=info["preset"], model=what)
+    else:
+        what = _("{model}, from a config of your own (no preset)").format(model=what)
     shown = f"[{host}]" if ":" in host else host
     if is_loopback(host):
         scope = _("bound to {host} only (this machine); pass --host to listen elsewhere").format(

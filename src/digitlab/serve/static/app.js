@@ -255,7 +255,8 @@
           Array.from(barsEl.children).forEach((bar, i) => { bar.dataset.digit = classes[i]; });
         }
       }
-      const parts = [`model ${info.model}`];
+      const parts = [info.preset ? `${info.preset} preset` : "own config (no preset)",
+                     `model ${info.model}`];
       if (info.dataset) parts.push(`trained on ${info.dataset}`);
       if (typeof info.test_accuracy === "number") {
         parts.push(`test accuracy ${(100 * info.test_accuracy).toFixed(2)}%`);
