@@ -55,8 +55,8 @@ def test_augment_needs_the_device_loader():
 MEAN, STD = 0.1307, 0.3081
 BACKGROUND, INK = -MEAN / STD, (1 - MEAN) / STD
 OPS = {  # one op at a time, at a strength well inside its range
-    "shift": Augment(shift=2), "rotate": Augment(rotate=20), "scale": Augment(scale=0.2),
-    "aspect": Augment(aspect=0.3), "shear": Augment(shear=20),
+    "shift": Augment(shift=2), "stretch": Augment(stretch=0.5), "rotate": Augment(rotate=20),
+    "scale": Augment(scale=0.2), "aspect": Augment(aspect=0.3), "shear": Augment(shear=20),
     "translate": Augment(translate=2.5), "elastic": Augment(elastic=2.0),
     "thickness": Augment(thickness=1.0), "lowres": Augment(lowres=1.0),
 }
@@ -152,6 +152,21 @@ def test_scale_and_aspect_change_the_size_within_their_ranges():
     assert (width / height).min() < 0.85 and (width / height).max() > 1.15  # stretched
 
 
+def test_stretch_fills_a_square_box_with_the_digit():
+    """A thin upright bar (a "1") becomes a 20x20 slab in the middle, as a scan size-normalized
+    to fill its box; with probability 0.5 about half the images are stretched."""
+    images = torch.full((64, 1, 28, 28), BACKGROUND)
+    images[:, 0, 5:23, 12:15] = INK  # 18 rows x 3 columns
+    out = Augment(stretch=1.0)(images, torch.Generator().manual_seed(0), BACKGROUND, INK)
+    ink = (out[:, 0] - BACKGROUND) / (INK - BACKGROUND) > 0.5
+    rows, cols = ink.any(2), ink.any(1)
+    assert (rows.sum(1) == 20).all() and (cols.sum(1) == 20).all()
+    assert rows[:, 4:24].all() and cols[:, 4:24].all()  # centred: rows and columns 4..23
+    some = Augment(stretch=0.5)(images, torch.Generator().manual_seed(0), BACKGROUND, INK)
+    changed = (some != images).flatten(1).any(1).sum()
+    assert 16 < changed < 48
+
+
 def test_elastic_displacement_is_bounded_and_smooth():
     from digitlab.data.augment import elastic_field
 
@@ -188,7 +203,7 @@ def test_low_resolution_gives_a_blocky_anti_aliased_digit():
     assert 0 < changed.sum() < len(images)  # a share of the images, not all
 
 
-KNOBS = ["augment_rotate", "augment_scale", "augment_aspect", "augment_shear",
+KNOBS = ["augment_stretch", "augment_rotate", "augment_scale", "augment_aspect", "augment_shear",
          "augment_translate", "augment_elastic", "augment_thickness", "augment_lowres"]
 
 

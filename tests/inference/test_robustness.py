@@ -30,6 +30,45 @@ from digitlab.inference.robustness import (
 )
 from helpers import flat
 
+# ---------------------------------------------------------------- box-filled 16x16 scans
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_box_filled_scans_stretch_the_digit_to_fill_16x16(binary):
+    one = np.zeros((28, 28), np.uint8)
+    one[4:24, 13:16] = 255  # a thin upright bar: 20 rows, 3 columns, soft edges on the side
+    one[4:24, 12] = one[4:24, 16] = 100
+    scan = robustness.box_filled(one, binary=binary)
+    assert scan.shape == (16, 16) and scan.dtype == np.uint8
+    ink = scan < 255  # any ink (dark on white)
+    assert ink.any(0).all() and ink.any(1).all()  # touches every side: stretched both ways
+    if binary:
+        assert set(np.unique(scan).tolist()) <= {0, 255}
+
+
+def test_eight_by_eight_counts_ink_in_4x4_blocks_as_scikit_learn_did():
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 12:16] = 255  # 20 rows x 4 columns: fitted to 32 rows x 6 or 7 columns
+    scan = robustness.eight_by_eight(bar)
+    assert scan.shape == (8, 8) and scan.dtype == np.uint8
+    counts = (255 - scan.astype(np.float64)) * 16 / 255
+    assert np.allclose(counts, counts.round(), atol=0.02)  # whole counts 0..16
+    assert (counts[:, 3:5] >= 8).all()  # the bar runs down the middle, top to bottom
+    assert (counts[:, :2] == 0).all() and (counts[:, 6:] == 0).all()
+    assert counts.sum() == pytest.approx(32 * round(4 * 32 / 20) , abs=32)
+
+
+def test_scan_files_are_labelled_pngs(tmp_path):
+    images = np.zeros((3, 28, 28), np.uint8)
+    images[:, 6:22, 10:18] = 255
+    files = robustness.write_scans(tmp_path / "s", images, np.array([4, 5, 6]), 5,
+                                   robustness.box_filled)
+    assert [label for _, label, _ in files] == [4, 5, 6]
+    for path, _, _ in files:
+        with Image.open(path) as image:
+            assert image.size == (16, 16) and image.mode == "L"
+
+
 # ---------------------------------------------------------------- mouse drawings
 
 
@@ -156,7 +195,7 @@ def bench_json(digits_run, tmp_path_factory) -> dict:
     with contextlib.redirect_stdout(out):
         code = main(["bench", "--parts", "robustness", "--dataset", "digits", "--json",
                      "--runs", runs, "--robustness-mnist", "40", "--robustness-photos", "4",
-                     "--robustness-mouse", "20"])
+                     "--robustness-mouse", "20", "--robustness-scans", "12"])
     assert code == 0
     return json.loads(out.getvalue())
 
@@ -165,7 +204,8 @@ def test_a_tiny_run_is_scored_on_every_set(bench_json, digits_run):
     result = bench_json["robustness"]
     assert list(result["sets"]) == list(SETS)
     counts = {name: row["count"] for name, row in result["sets"].items()}
-    assert counts == {"sklearn": 1797, "photos": 4, "mouse": 20, "tensors": 40, "png": 40}
+    assert counts == {"sklearn": 1797, "photos": 4, "mouse": 20, "scans8": 12, "scans16": 12,
+                      "grey16": 12, "tensors": 40, "png": 40}
     summary = json.loads((digits_run / "summary.json").read_text())
     for name in PRESETS:
         assert result["presets"][name] == {"run": str(digits_run),
@@ -256,7 +296,7 @@ def test_runs_need_the_robustness_part(capsys, digits_run):
 
 
 @pytest.mark.parametrize("flag", ["--robustness-mnist", "--robustness-photos",
-                                  "--robustness-mouse"])
+                                  "--robustness-mouse", "--robustness-scans"])
 def test_sizes_must_be_positive(capsys, flag):
     err = one_line_error(capsys, ["bench", "--parts", "robustness", flag, "0"])
     assert flag in err

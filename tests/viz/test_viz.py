@@ -143,6 +143,24 @@ def test_plot_schedule(tmp_path, sets):
     assert_png(out)
 
 
+@pytest.mark.parametrize("sets", [["data.augment_lowres=0.5", "data.augment_stretch=0.3"],
+                                  ["data.augment_rotate=10", "data.deskew=true"]])
+def test_plot_augment(tmp_path, sets):
+    out = tmp_path / "augment.png"
+    args = ["plot", "augment", "--set", "data.name=digits", "--out", str(out)]
+    for item in sets:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert_png(out)
+
+
+def test_plot_augment_without_augmentation_is_a_usage_error(tmp_path, capsys):
+    out = tmp_path / "augment.png"
+    assert main(["plot", "augment", "--set", "data.name=digits", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.augment_" in err[0] and not out.exists()
+
+
 def test_activation_curve_matches_torch():
     import torch
 

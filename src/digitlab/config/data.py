@@ -39,6 +39,7 @@ class DataConfig:
     deskew: bool = False  # remove each digit's slant (image moments), in training and inference
     # augmentation of training batches, on the device (data.loader = "device"); all 0 = off
     augment_shift: int = 0  # random translation by whole pixels, up to N each way (0..8)
+    augment_stretch: float = 0.0  # share of digits stretched to fill a square box, as scans (0..1)
     augment_rotate: float = 0.0  # random rotation, up to N degrees either way (0..45)
     augment_scale: float = 0.0  # random size change by a factor in 1 +- N (0..0.5)
     augment_aspect: float = 0.0  # random horizontal stretch by a factor in 1 +- N (0..0.5)

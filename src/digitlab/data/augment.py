@@ -6,6 +6,7 @@ order and only when the op is on, so a resumed run draws the same images, and a 
 normalized [N, 1, H, W] with ink brighter than the background (as MNIST stores them).
 
     shift      whole-pixel translation (exact, no resampling)
+    stretch    the digit's box stretched to fill a square, as box-normalized scans are
     affine     rotation, scale, horizontal stretch, shear, sub-pixel translation  } one
     elastic    a smooth random displacement field                                 } resample
     thickness  strokes made thicker or thinner by a blend with a 3x3 dilation or erosion
@@ -27,6 +28,8 @@ AUGMENT_SEED_OFFSET = 15485863  # keeps the shifts independent of the epoch perm
 ELASTIC_GRID = 4  # control points per side of the elastic field (features ~ H / 4 px)
 LOWRES_SIZES = (8, 16)  # the digit's box is resampled to this many pixels, inclusive
 DIGIT_BOX = 20  # MNIST fits each digit into a 20x20 box inside the 28x28 image
+CUT = 0.35  # preprocessing cuts at half a stroke's typical contrast, about 0.35 of the peak
+LEVELS = 16  # grey levels of a small scan above paper (scikit-learn's 8x8 digits: 0..16)
 
 
 def augment_generator(device: torch.device, seed: int, epoch: int) -> torch.Generator:
@@ -45,6 +48,48 @@ def random_shift(images: torch.Tensor, max_shift: int, gen: torch.Generator,
     cols = torch.arange(w, device=images.device) + offsets[1]  # [N, W]
     batch = torch.arange(n, device=images.device)[:, None, None]
     return padded[batch, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+
+def ink_box(ink: torch.Tensor, threshold: float) -> tuple[torch.Tensor, ...]:
+    """Each image's ink bounding box, as (top, bottom, left, right) pixel edges [N], the
+    bottom and right exclusive; the whole image for a blank one. ink: [N, 1, H, W]."""
+    n, _, h, w = ink.shape
+    rows, cols = ink.amax(3)[:, 0] > threshold, ink.amax(2)[:, 0] > threshold  # [N, H], [N, W]
+    blank = ~rows.any(1)
+    top, bottom = rows.int().argmax(1), h - rows.flip(1).int().argmax(1)
+    left, right = cols.int().argmax(1), w - cols.flip(1).int().argmax(1)
+    top, left = top.masked_fill(blank, 0), left.masked_fill(blank, 0)
+    bottom, right = bottom.masked_fill(blank, h), right.masked_fill(blank, w)
+    return top, bottom, left, right
+
+
+def stretch_to_box(images: torch.Tensor, probability: float, gen: torch.Generator,
+                   background: float, ink: float) -> torch.Tensor:
+    """With the given probability per image, the digit's bounding box stretched to fill a
+    DIGIT_BOX square in the middle, as scans size-normalized to fill their box (each side on
+    its own) are: a "1" becomes a wide slab, as preprocessing then reads it."""
+    n, _, h, w = images.shape
+    chosen = torch.rand(n, device=images.device, generator=gen) < probability
+    top, bottom, left, right = (v.to(images.dtype) for v in
+                                ink_box(images - background, 0.3 * (ink - background)))
+    scale_y = DIGIT_BOX / (bottom - top).clamp(min=1)
+    scale_x = DIGIT_BOX / (right - left).clamp(min=1)
+    centre_y, centre_x = (top + bottom) / 2, (left + right) / 2  # in pixel edges
+    # output pixel centre c reads input at centre + (c - size / 2) / scale, in pixel edges;
+    # grid_sample (align_corners=False) wants 2 * edges / size - 1
+    # sampled at twice the resolution, cut at half contrast and box-averaged back: a stretched
+    # thin stroke is a solid slab with anti-aliased edges, as preprocessing reads a scan
+    ys = (torch.arange(2 * h, device=images.device, dtype=images.dtype) + 0.5) / 2
+    xs = (torch.arange(2 * w, device=images.device, dtype=images.dtype) + 0.5) / 2
+    src_y = centre_y[:, None] + (ys[None] - h / 2) / scale_y[:, None]  # [N, 2H]
+    src_x = centre_x[:, None] + (xs[None] - w / 2) / scale_x[:, None]  # [N, 2W]
+    grid = torch.stack([(2 * src_x / w - 1)[:, None, :].expand(n, 2 * h, 2 * w),
+                        (2 * src_y / h - 1)[:, :, None].expand(n, 2 * h, 2 * w)], -1)
+    large = F.grid_sample(images - background, grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=False)
+    solid = (large > 0.5 * (ink - background)).to(images.dtype)
+    stretched = background + F.avg_pool2d(solid, 2) * (ink - background)
+    return torch.where(chosen.view(n, 1, 1, 1), stretched, images)
 
 
 def uniform(n: int, bound: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -117,10 +162,11 @@ def thickness(images: torch.Tensor, strength: float, gen: torch.Generator) -> to
 def low_resolution(images: torch.Tensor, probability: float, gen: torch.Generator,
                    low: float, high: float) -> torch.Tensor:
     """With the given probability per image, a small scan as preprocessing reads one: the
-    digit's 20-pixel box resampled down to 8-16 pixels (area averaging, as a scanner does),
-    upsampled (bicubic, at twice the size), cut at half its peak contrast and box-averaged
-    back, which is the blocky, anti-aliased digit an 8x8 input becomes. `low` and `high` are
-    the normalized values of blank paper and full ink."""
+    digit binarized (a scanner's bitmap), its 20-pixel box averaged down to 8-16 pixels with 16
+    grey levels (as scikit-learn's 8x8 digits count the ink of 4x4 blocks), upsampled
+    (bicubic, at twice the size), cut at half its peak contrast and box-averaged back, which
+    is the blocky, anti-aliased digit an 8x8 input becomes. `low` and `high` are the
+    normalized values of blank paper and full ink."""
     n, _, h, w = images.shape
     chosen = torch.rand(n, device=images.device, generator=gen) < probability
     boxes = torch.randint(LOWRES_SIZES[0], LOWRES_SIZES[1] + 1, (n,), device=images.device,
@@ -129,11 +175,12 @@ def low_resolution(images: torch.Tensor, probability: float, gen: torch.Generato
     for box in boxes[chosen].unique().tolist():
         idx = (chosen & (boxes == box)).nonzero().squeeze(1)
         side = round(box * h / DIGIT_BOX)
-        ink = (images[idx] - low) / (high - low)  # 0 = paper, 1 = full ink
-        small = F.interpolate(ink, size=(side, side), mode="area")
+        ink = (images[idx] - low) / (high - low) > 0.5  # a scanner's binary bitmap
+        small = F.interpolate(ink.to(images.dtype), size=(side, side), mode="area")
+        small = (small * LEVELS).round() / LEVELS  # the scan's grey levels
         large = F.interpolate(small, size=(2 * h, 2 * w), mode="bicubic", align_corners=False)
         peak = large.amax(dim=(2, 3), keepdim=True).clamp(min=1e-6)
-        binary = (large > 0.5 * peak).to(images.dtype)
+        binary = (large > CUT * peak).to(images.dtype)
         out[idx] = low + F.avg_pool2d(binary, 2) * (high - low)
     return out
 
@@ -142,6 +189,7 @@ def low_resolution(images: torch.Tensor, probability: float, gen: torch.Generato
 class Augment:
     """The `data.augment_*` knobs, applied to training batches. All zero = off."""
     shift: int = 0  # pixels
+    stretch: float = 0.0  # probability
     rotate: float = 0.0  # degrees
     scale: float = 0.0  # fraction
     aspect: float = 0.0  # fraction, horizontal
@@ -170,6 +218,8 @@ class Augment:
         a blank pixel and of full ink."""
         if self.shift:
             images = random_shift(images, self.shift, gen, background)
+        if self.stretch:
+            images = stretch_to_box(images, self.stretch, gen, background, ink)
         if self.resamples:
             n, _, h, w = images.shape
             grid = affine_grid(n, (h, w), self.rotate, self.scale, self.aspect, self.shear,
@@ -188,7 +238,8 @@ class Augment:
 
 def check_augment(data, check) -> None:
     """The ranges of the `data.augment_*` knobs; `check` is config.checks.check."""
-    limits = (("augment_rotate", 0, 45, N_("degrees in [0, 45]")),
+    limits = (("augment_stretch", 0, 1, N_("a probability in [0, 1]")),
+              ("augment_rotate", 0, 45, N_("degrees in [0, 45]")),
               ("augment_scale", 0, 0.5, N_("a fraction in [0, 0.5]")),
               ("augment_aspect", 0, 0.5, N_("a fraction in [0, 0.5]")),
               ("augment_shear", 0, 45, N_("degrees in [0, 45]")),

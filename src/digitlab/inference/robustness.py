@@ -9,6 +9,11 @@ A file that cannot be read counts as a wrong answer. The sets:
 - photos: test digits rendered as phone photos by `inference.render` (seed = the digit's
   index), JPEG;
 - mouse: drawings as the `digitlab serve` page sends them (`inference.mousedraw`), PNG;
+- scans8: test digits made into 8x8 scans as scikit-learn's digits were made (a 32x32
+  bitmap of the digit, its ink counted in 4x4 blocks: 0..16), dark ink on white PNGs;
+- scans16, grey16: test digits as 16x16 scans whose digit was stretched to fill the box (each
+  side on its own, as size-normalized scan collections store them), binarized at half
+  contrast or kept grey, dark ink on white PNGs;
 - tensors: the test digits as tensors, no files: the reference;
 - png: the same test digits as 28x28 PNGs; its gap to `tensors` is what the file path costs.
 The writers are shared with benchmarks/preprocess_check.py.
@@ -39,6 +44,9 @@ TRAIN_SEED = 0  # each preset is trained once, with this seed
 SETS = {"sklearn": N_("scikit-learn digits, 8x8 PNG"),
         "photos": N_("{dataset} test, photos (JPEG)"),
         "mouse": N_("mouse drawings, 280x280 PNG"),
+        "scans8": N_("{dataset} test, 8x8 scans made as scikit-learn's"),
+        "scans16": N_("{dataset} test, 16x16 box-filled binary scans"),
+        "grey16": N_("{dataset} test, 16x16 box-filled grey scans"),
         "tensors": N_("{dataset} test, tensors (reference)"),
         "png": N_("{dataset} test, 28x28 PNG")}
 BATCH_SIZE = 1000  # digits per forward pass
@@ -51,6 +59,7 @@ class Sizes:
     mnist: int = 10_000  # test digits as tensors and as 28x28 PNGs (at most the test split)
     photos: int = 2000  # test digits as photos
     mouse: int = 1000  # mouse drawings
+    scans: int = 2000  # test digits as 8x8 scans and 16x16 box-filled scans, binary and grey
 
 
 # ---------------------------------------------------------------- writers
@@ -94,6 +103,47 @@ def write_photos(folder: Path, images, labels, count: int) -> LabelledFiles:
         path = folder / f"{i:05d}.jpg"
         path.write_bytes(render(np.asarray(images[i]), scene, seed=i))
         files.append((path, int(labels[i]), feature(scene)))
+    return files
+
+
+def box_filled(image: np.ndarray, side: int = 16, binary: bool = True) -> np.ndarray:
+    """A digit as a size-normalized scan: its ink box stretched to fill side x side (each side
+    on its own), binarized at half its peak or kept grey; dark ink on white, uint8."""
+    rows, cols = np.nonzero(image > 0.5 * image.max())  # the box of what counts as ink
+    crop = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    small = np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.BILINEAR),
+                       dtype=np.float32)
+    if binary:
+        small = (small > 0.5 * small.max()) * 255.0
+    return (255 - small).clip(0, 255).astype(np.uint8)
+
+
+def eight_by_eight(image: np.ndarray) -> np.ndarray:
+    """A digit as scikit-learn's 8x8 digits were made (UCI optdigits): binarized, scaled to
+    fit a 32x32 bitmap (aspect kept, centred), its ink counted in 4x4 blocks (0..16); dark
+    ink on white, uint8."""
+    rows, cols = np.nonzero(image > 0.5 * image.max())
+    crop = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1] > 0.5 * image.max()
+    height, width = crop.shape
+    scale = 32 / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    bitmap = np.asarray(Image.fromarray(crop.astype(np.uint8) * 255).resize(
+        size, Image.Resampling.NEAREST)) > 127
+    canvas = np.zeros((32, 32), dtype=np.float32)
+    top, left = (32 - size[1]) // 2, (32 - size[0]) // 2
+    canvas[top:top + size[1], left:left + size[0]] = bitmap
+    counts = canvas.reshape(8, 4, 8, 4).sum(axis=(1, 3))  # 0..16
+    return (255 - counts * 255 / 16).round().astype(np.uint8)
+
+
+def write_scans(folder: Path, images, labels, count: int, scan) -> LabelledFiles:
+    """The first `count` test digits, each made into a scan by `scan(image)`, as PNGs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(min(count, len(images))):
+        path = folder / f"{i:05d}.png"
+        Image.fromarray(scan(np.asarray(images[i])), "L").save(path)
+        files.append((path, int(labels[i]), "all"))
     return files
 
 
@@ -145,6 +195,13 @@ def build_sets(test: Split, sizes: Sizes) -> dict[str, Readings]:
     writers = {"sklearn": write_sklearn,
                "photos": lambda folder: write_photos(folder, images, labels, sizes.photos),
                "mouse": lambda folder: write_mouse(folder, sizes.mouse),
+               "scans8": lambda folder: write_scans(folder, images, labels, sizes.scans,
+                                                    eight_by_eight),
+               "scans16": lambda folder: write_scans(folder, images, labels, sizes.scans,
+                                                     box_filled),
+               "grey16": lambda folder: write_scans(
+                   folder, images, labels, sizes.scans,
+                   lambda image: box_filled(image, binary=False)),
                "png": lambda folder: write_mnist_png(folder, images, labels, count)}
     sets = {"tensors": Readings(images[:count], labels[:count].astype(np.int64), count)}
     for name, write in writers.items():

@@ -223,3 +223,44 @@ def run_filters(run_dir: Path, path: Path | None = None) -> Path:
     path = path or run_dir / "plots" / "filters.png"
     return filters(weights[first], path, f"{cfg.model.name}: first layer ({first}, "
                                          f"{tuple(weights[first].shape)}); red > 0 > blue")
+
+
+def augmentations(cfg: Config, path: Path, draws: int = 7) -> Path:
+    """The first training digit of each class as the model gets it: the stored image (deskewed
+    with data.deskew) and `draws` draws of the config's data.augment_* knobs beside it."""
+    from digitlab.data import load_dataset
+    from digitlab.data.augment import Augment
+    from digitlab.data.loader import normalize
+    from digitlab.errors import UsageError
+
+    augment = Augment.from_config(cfg.data)
+    if not augment.active:
+        raise UsageError(_("no data.augment_* knob is set, so there is nothing to draw; e.g. "
+                           "--config configs/robust.toml or --set data.augment_rotate=10"))
+    dataset = load_dataset(cfg.data)
+    labels = dataset.train.labels
+    first = [int((labels == c).nonzero()[0]) for c in range(len(dataset.classes))
+             if (labels == c).any()]
+    images = normalize(dataset.train.images[first], cfg.data.mean, cfg.data.std)
+    background, ink = -cfg.data.mean / cfg.data.std, (1 - cfg.data.mean) / cfg.data.std
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    columns = [images] + [augment(images, gen, background, ink) for _ in range(draws)]
+    plt = pyplot()
+    fig, axes = plt.subplots(len(first), draws + 1, figsize=(1.1 * (draws + 1), 1.1 * len(first)),
+                             squeeze=False)
+    for row in range(len(first)):
+        for col, batch in enumerate(columns):
+            ax = axes[row][col]
+            ax.imshow(batch[row, 0].numpy(), cmap="gray", vmin=background, vmax=ink)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0][0].set_title("stored", fontsize=8)
+    for col in range(1, draws + 1):
+        axes[0][col].set_title(f"draw {col}", fontsize=8)
+    knobs = ", ".join(f"{name}={_short(getattr(augment, name))}"
+                      for name in Augment.__dataclass_fields__ if getattr(augment, name))
+    fig.suptitle(f"{dataset.title}: {knobs}" + (", deskew" if cfg.data.deskew else ""),
+                 fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return path
