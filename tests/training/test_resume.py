@@ -120,9 +120,10 @@ def interrupt_before_epoch(epoch: int, monkeypatch) -> None:
     ["data.balance=sampler", "data.imbalance_ratio=5", "data.balance_finetune_epochs=1"],
     ["data.balance=lecun", "data.imbalance_ratio=5", "data.balance_finetune_epochs=1",
      "data.augment_shift=1"],
-    ["data.augment_shift=1", "data.augment_rotate=10", "data.augment_scale=0.1",
-     "data.augment_aspect=0.2", "data.augment_shear=10", "data.augment_translate=1.5",
-     "data.augment_elastic=1.5", "data.augment_thickness=0.5", "data.augment_lowres=0.3"],
+    ["data.augment_shift=1", "data.augment_stretch=0.3", "data.augment_rotate=10",
+     "data.augment_scale=0.1", "data.augment_aspect=0.2", "data.augment_shear=10",
+     "data.augment_translate=1.5", "data.augment_elastic=1.5", "data.augment_thickness=0.5",
+     "data.augment_lowres=0.3", "data.deskew=true"],
 ], ids=["augment", "sampler", "lecun-augment", "augment-all"])
 def test_interrupted_resume_is_bit_exact(sets, tmp_path, capsys, monkeypatch):
     """Epoch 2 draws balanced (or shifted) batches and epoch 3 fine-tunes at the true

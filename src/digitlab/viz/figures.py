@@ -244,7 +244,7 @@ def augmentations(cfg: Config, path: Path, draws: int = 7) -> Path:
     images = normalize(dataset.train.images[first], cfg.data.mean, cfg.data.std)
     background, ink = -cfg.data.mean / cfg.data.std, (1 - cfg.data.mean) / cfg.data.std
     gen = torch.Generator().manual_seed(cfg.train.seed)
-    columns = [images] + [augment(images, gen, background, ink) for _ in range(draws)]
+    columns = [images] + [augment(images, gen, background, ink) for _draw in range(draws)]
     plt = pyplot()
     fig, axes = plt.subplots(len(first), draws + 1, figsize=(1.1 * (draws + 1), 1.1 * len(first)),
                              squeeze=False)
