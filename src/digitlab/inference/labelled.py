@@ -149,13 +149,13 @@ def read_labelled(predictor: Predictor, files: list[LabelledFile],
         except ImageError as e:
             unreadable.append((item, str(e)))
     stacked = np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
-    chunks = [predictor.probabilities(stacked[start:start + batch_size])
+    chunks = [predictor.read(stacked[start:start + batch_size])
               for start in range(0, len(stacked), batch_size)]
-    probs = torch.cat(chunks) if chunks else torch.zeros(0, len(predictor.classes))
+    seen = np.concatenate([c[0] for c in chunks]) if chunks else stacked  # what the model saw
+    probs = torch.cat([c[1] for c in chunks]) if chunks else torch.zeros(0, len(predictor.classes))
     finite = torch.isfinite(probs).all(dim=1)
     for index in (~finite).nonzero().flatten().tolist():  # weights that overflow on this input
         unreadable.append((read[index], _("the model's output is not finite (NaN or Infinity); "
                                           "retrain with a lower learning rate")))
     keep = finite.nonzero().flatten().tolist()
-    return Readings([read[i] for i in keep], predictor.seen(stacked[keep]), probs[finite],
-                    unreadable)
+    return Readings([read[i] for i in keep], seen[keep], probs[finite], unreadable)

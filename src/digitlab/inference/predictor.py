@@ -35,25 +35,27 @@ class Predictor(Run):
     def from_run(cls, run: Run) -> Predictor:
         return cls(**{f.name: getattr(run, f.name) for f in fields(Run)})
 
-    @torch.no_grad()
     def probabilities(self, digits: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 [N, 28, 28] (white ink on black) -> probabilities [N, C] on the CPU, with the
         run's temperature applied (calibrated: of the answers given with 80% about 80% are
         right, when a temperature was fitted)."""
-        images = torch.as_tensor(self.seen(digits)).to(self.device)
-        logits = self.model(normalize(images, self.mean, self.std)).float()
-        return (logits / self.temperature).softmax(dim=1).cpu()
+        return self.read(digits)[1]
 
-    def seen(self, digits: np.ndarray | torch.Tensor) -> np.ndarray:
-        """uint8 [N, 28, 28] as the model sees them: deskewed when it was trained so
-        (data.deskew), exactly as its training images were."""
+    @torch.no_grad()
+    def read(self, digits: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """(the uint8 [N, 28, 28] the model saw, its probabilities [N, C]): the digits are
+        deskewed first when the model was trained so (data.deskew), exactly as its training
+        images were."""
         images = torch.as_tensor(np.asarray(digits), dtype=torch.uint8)
-        return (deskew(images) if self.cfg.data.deskew else images).numpy()
+        if self.cfg.data.deskew:
+            images = deskew(images)
+        logits = self.model(normalize(images.to(self.device), self.mean, self.std)).float()
+        return images.numpy(), (logits / self.temperature).softmax(dim=1).cpu()
 
     def predict_file(self, path: str | Path | bytes) -> tuple[np.ndarray, torch.Tensor]:
         """(the 28x28 the model saw, its probabilities)."""
-        digit = preprocess(path)
-        return self.seen(digit[None])[0], self.probabilities(digit[None])[0]
+        seen, probs = self.read(preprocess(path)[None])
+        return seen[0], probs[0]
 
     def describe(self) -> dict:
         """What is loaded, as JSON-ready values: the checkpoint as RUN/checkpoints/FILE (never

@@ -165,7 +165,7 @@ async def upload_bytes(request: Request, body: bytes, content_type: str) -> byte
 def answer(predictor: Predictor, digit: np.ndarray,
            min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> dict:
     """uint8 [28, 28] -> the /predict answer; 503 if the model gives NaN (broken weights)."""
-    probs = predictor.probabilities(digit[None])[0]
+    seen, probs = (batch[0] for batch in predictor.read(digit[None]))
     if not bool(probs.isfinite().all()):
         raise HTTPException(503, _("the model's output is not finite: its weights are broken; "
                                    "serve another checkpoint"))
@@ -175,7 +175,7 @@ def answer(predictor: Predictor, digit: np.ndarray,
     return {"label": int(name) if name.isdigit() else index, "class_name": name,
             "confidence": confidence, "sure": confidence >= min_confidence,
             "min_confidence": min_confidence, "probabilities": [float(p) for p in probs],
-            "preprocessed": predictor.seen(digit[None])[0].astype(int).tolist()}
+            "preprocessed": seen.astype(int).tolist()}
 
 
 def from_image(predictor: Predictor, data: bytes, min_confidence: float) -> dict:
