@@ -14,7 +14,6 @@ from digitlab.config.checks import (
     check_values,
 )
 from digitlab.data import SOURCES
-from digitlab.data.augment import check_augment
 from digitlab.i18n import N_
 
 
@@ -71,7 +70,7 @@ class DataConfig:
                self.imbalance_ratio)
         check_choice("data.imbalance_profile", self.imbalance_profile, ("exponential", "step"))
         check_choice("data.balance", self.balance, ("none", "weights", "sampler", "lecun"))
-        check_augment(self, check)
+        check_augmentation(self)
         own_files = self.name in ("folder", "csv")
         check(self.dir != "" or not own_files, "data.dir",
                N_("set (--data-dir) for the folder and csv datasets: the folder of class "
@@ -88,4 +87,29 @@ class DataConfig:
                N_("0 when data.balance = 'none' (it fine-tunes after balanced epochs)"),
                self.balance_finetune_epochs)
 
+
+AUGMENT_RANGES = (  # (key, low, high, rule) of the float data.augment_* knobs
+    ("augment_stretch", 0, 1, N_("a probability in [0, 1]")),
+    ("augment_rotate", 0, 45, N_("degrees in [0, 45]")),
+    ("augment_scale", 0, 0.5, N_("a fraction in [0, 0.5]")),
+    ("augment_aspect", 0, 0.5, N_("a fraction in [0, 0.5]")),
+    ("augment_shear", 0, 45, N_("degrees in [0, 45]")),
+    ("augment_translate", 0, 8, N_("pixels in [0, 8]")),
+    ("augment_elastic", 0, 4, N_("pixels in [0, 4]")),
+    ("augment_thickness", 0, 1, N_("a blend strength in [0, 1]")),
+    ("augment_lowres", 0, 1, N_("a probability in [0, 1]")),
+)
+
+
+def check_augmentation(data: DataConfig) -> None:
+    """The ranges of the data.augment_* knobs, and the loader they need."""
+    check(0 <= data.augment_shift <= 8, "data.augment_shift", N_("an integer in 0..8"),
+          data.augment_shift)
+    for key, low, high, rule in AUGMENT_RANGES:
+        value = getattr(data, key)
+        check(low <= value <= high, f"data.{key}", rule, value)  # NaN fails too
+    on = [key for key in ("augment_shift", *(k for k, *_ in AUGMENT_RANGES)) if getattr(data, key)]
+    check(not on or data.loader == "device", f"data.{on[0] if on else 'augment_shift'}",
+          N_("used with data.loader = 'device' (it runs on batches on the device)"),
+          getattr(data, on[0]) if on else 0)
 

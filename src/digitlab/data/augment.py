@@ -15,14 +15,12 @@ normalized [N, 1, H, W] with ink brighter than the background (as MNIST stores t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from digitlab.data.balance import epoch_generator
-from digitlab.i18n import N_
 
 AUGMENT_SEED_OFFSET = 15485863  # keeps the shifts independent of the epoch permutations
 ELASTIC_GRID = 4  # control points per side of the elastic field (features ~ H / 4 px)
@@ -234,25 +232,3 @@ class Augment:
         if self.lowres:
             images = low_resolution(images, self.lowres, gen, background, ink)
         return images
-
-
-def check_augment(data, check) -> None:
-    """The ranges of the `data.augment_*` knobs; `check` is config.checks.check."""
-    limits = (("augment_stretch", 0, 1, N_("a probability in [0, 1]")),
-              ("augment_rotate", 0, 45, N_("degrees in [0, 45]")),
-              ("augment_scale", 0, 0.5, N_("a fraction in [0, 0.5]")),
-              ("augment_aspect", 0, 0.5, N_("a fraction in [0, 0.5]")),
-              ("augment_shear", 0, 45, N_("degrees in [0, 45]")),
-              ("augment_translate", 0, 8, N_("pixels in [0, 8]")),
-              ("augment_elastic", 0, 4, N_("pixels in [0, 4]")),
-              ("augment_thickness", 0, 1, N_("a blend strength in [0, 1]")),
-              ("augment_lowres", 0, 1, N_("a probability in [0, 1]")))
-    for key, low, high, rule in limits:
-        value = getattr(data, key)
-        check(low <= value <= high and math.isfinite(value), f"data.{key}", rule, value)
-    check(0 <= data.augment_shift <= 8, "data.augment_shift", N_("an integer in 0..8"),
-          data.augment_shift)
-    on = [key for key in ("augment_shift", *(k for k, *_ in limits)) if getattr(data, key)]
-    check(not on or data.loader == "device", f"data.{on[0] if on else 'augment_shift'}",
-          N_("used with data.loader = 'device' (it runs on batches on the device)"),
-          getattr(data, on[0]) if on else 0)
