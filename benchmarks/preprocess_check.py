@@ -35,7 +35,7 @@ from digitlab.data.idx import read_idx
 from digitlab.inference import preprocess as current
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.render import Scene, render
-from digitlab.inference.robustness import write_mnist_png, write_photos, write_sklearn
+from digitlab.inference.robustness import write_photos, write_pngs, write_sklearn
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD = "4394fbc"  # the last commit with the preprocessing that issue 12 replaced
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         old = old_module(args.old, folder)
         sets = {"sklearn": write_sklearn(folder / "sklearn"),
-                "mnist-png": write_mnist_png(folder / "mnist", images, labels, args.mnist),
+                "mnist-png": write_pngs(folder / "mnist", images, labels, args.mnist),
                 "photos": write_photos(folder / "photos", images, labels, args.photos)}
         print(f"{'set':<26}{'n':>6}{'old':>9}{'new':>9}   (unreadable old/new)")
         for name, files in sets.items():

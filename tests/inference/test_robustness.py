@@ -23,9 +23,9 @@ from digitlab.inference.robustness import (
     SETS,
     Readings,
     read_files,
-    write_mnist_png,
     write_mouse,
     write_photos,
+    write_pngs,
     write_sklearn,
 )
 from helpers import flat
@@ -61,7 +61,7 @@ def test_eight_by_eight_counts_ink_in_4x4_blocks_as_scikit_learn_did():
 def test_scan_files_are_labelled_pngs(tmp_path):
     images = np.zeros((3, 28, 28), np.uint8)
     images[:, 6:22, 10:18] = 255
-    files = robustness.write_scans(tmp_path / "s", images, np.array([4, 5, 6]), 5,
+    files = robustness.write_pngs(tmp_path / "s", images, np.array([4, 5, 6]), 5,
                                    robustness.box_filled)
     assert [label for _, label, _ in files] == [4, 5, 6]
     for path, _, _ in files:
@@ -159,7 +159,7 @@ def tiny_test_split(count: int = 12) -> Split:
 
 def test_mnist_png_set_is_the_tensors(tmp_path):
     split = tiny_test_split()
-    files = write_mnist_png(tmp_path / "png", split.images.numpy(), split.labels.numpy(), 50)
+    files = write_pngs(tmp_path / "png", split.images.numpy(), split.labels.numpy(), 50)
     assert len(files) == 12  # at most the split
     for (path, label, _tag), image, expected in zip(files, split.images, split.labels,
                                                     strict=True):

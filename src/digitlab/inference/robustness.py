@@ -78,16 +78,6 @@ def write_sklearn(folder: Path) -> LabelledFiles:
     return files
 
 
-def write_mnist_png(folder: Path, images, labels, count: int) -> LabelledFiles:
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(min(count, len(images))):
-        path = folder / f"{i:05d}.png"
-        Image.fromarray(np.asarray(images[i]), "L").save(path)
-        files.append((path, int(labels[i]), "all"))
-    return files
-
-
 def feature(scene: Scene) -> str:
     parts = [scene.lines] if scene.lines != "none" else []
     parts += ["shadow"] if scene.shadow else []
@@ -106,11 +96,16 @@ def write_photos(folder: Path, images, labels, count: int) -> LabelledFiles:
     return files
 
 
+def ink_crop(image: np.ndarray) -> np.ndarray:
+    """The image cut to the box of what counts as ink: over half the brightest pixel."""
+    rows, cols = np.nonzero(image > 0.5 * image.max())
+    return image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
 def box_filled(image: np.ndarray, side: int = 16, binary: bool = True) -> np.ndarray:
     """A digit as a size-normalized scan: its ink box stretched to fill side x side (each side
     on its own), binarized at half its peak or kept grey; dark ink on white, uint8."""
-    rows, cols = np.nonzero(image > 0.5 * image.max())  # the box of what counts as ink
-    crop = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    crop = ink_crop(image)
     small = np.asarray(Image.fromarray(crop).resize((side, side), Image.Resampling.BILINEAR),
                        dtype=np.float32)
     if binary:
@@ -122,8 +117,7 @@ def eight_by_eight(image: np.ndarray) -> np.ndarray:
     """A digit as scikit-learn's 8x8 digits were made (UCI optdigits): binarized, scaled to
     fit a 32x32 bitmap (aspect kept, centred), its ink counted in 4x4 blocks (0..16); dark
     ink on white, uint8."""
-    rows, cols = np.nonzero(image > 0.5 * image.max())
-    crop = image[rows.min():rows.max() + 1, cols.min():cols.max() + 1] > 0.5 * image.max()
+    crop = ink_crop(image) > 0.5 * image.max()
     height, width = crop.shape
     scale = 32 / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -136,8 +130,9 @@ def eight_by_eight(image: np.ndarray) -> np.ndarray:
     return (255 - counts * 255 / 16).round().astype(np.uint8)
 
 
-def write_scans(folder: Path, images, labels, count: int, scan) -> LabelledFiles:
-    """The first `count` test digits, each made into a scan by `scan(image)`, as PNGs."""
+def write_pngs(folder: Path, images, labels, count: int, scan=np.asarray) -> LabelledFiles:
+    """The first `count` test digits as PNGs, each made into a scan by `scan(image)` (by
+    default written as stored: 28x28, white ink on black)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(min(count, len(images))):
@@ -195,14 +190,14 @@ def build_sets(test: Split, sizes: Sizes) -> dict[str, Readings]:
     writers = {"sklearn": write_sklearn,
                "photos": lambda folder: write_photos(folder, images, labels, sizes.photos),
                "mouse": lambda folder: write_mouse(folder, sizes.mouse),
-               "scans8": lambda folder: write_scans(folder, images, labels, sizes.scans,
+               "scans8": lambda folder: write_pngs(folder, images, labels, sizes.scans,
                                                     eight_by_eight),
-               "scans16": lambda folder: write_scans(folder, images, labels, sizes.scans,
+               "scans16": lambda folder: write_pngs(folder, images, labels, sizes.scans,
                                                      box_filled),
-               "grey16": lambda folder: write_scans(
+               "grey16": lambda folder: write_pngs(
                    folder, images, labels, sizes.scans,
                    lambda image: box_filled(image, binary=False)),
-               "png": lambda folder: write_mnist_png(folder, images, labels, count)}
+               "png": lambda folder: write_pngs(folder, images, labels, count)}
     sets = {"tensors": Readings(images[:count], labels[:count].astype(np.int64), count)}
     for name, write in writers.items():
         with tempfile.TemporaryDirectory(prefix=f"digitlab-{name}-") as folder:
