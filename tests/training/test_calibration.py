@@ -22,13 +22,18 @@ from digitlab.inference.predictor import Predictor
 from digitlab.models import build_model
 from digitlab.training.calibration import (
     ECE_BINS,
+    NO_VALIDATION,
+    NOT_FINITE,
     T_RANGE,
+    calibration_line,
     confidence_bins,
     expected_calibration_error,
     fit_temperature,
     nll,
+    unfitted,
 )
 from digitlab.training.checkpoint import load_checkpoint, save_checkpoint, set_calibration
+from helpers import TINY, cli
 
 
 def calibrated_logits(n: int, num_classes: int = 10, seed: int = 0):
@@ -173,6 +178,26 @@ def test_a_run_without_a_validation_split_keeps_t_1(digits_run):
     report = json.loads((digits_run / "evaluation.json").read_text())["calibration"]
     assert report["fitted_on"] is None and "val_size" in report["reason"]
     assert report["ece_after"] == report["ece_before"]
+
+
+def test_the_console_line_is_only_for_runs_that_asked_for_a_temperature():
+    # the tutorial's recipe has no validation split: its output stays the tutorial's lines
+    assert calibration_line(unfitted(NO_VALIDATION)) is None
+    assert "not finite" in calibration_line(unfitted(NOT_FINITE))
+    fitted = {"temperature": 0.5, "fitted_on": "validation", "num_samples": 2000,
+              "reason": None, "nll_before": 0.2, "nll_after": 0.1}
+    assert calibration_line(fitted) == ("Calibration: temperature 0.500 fitted on 2,000 "
+                                        "validation images (NLL 0.2000 -> 0.1000)")
+
+
+def test_a_run_without_a_validation_split_prints_no_calibration_line(tmp_path, capsys,
+                                                                      session_cache,
+                                                                      monkeypatch):
+    monkeypatch.setenv("DIGITLAB_CACHE", str(session_cache))
+    code, output = cli(capsys, "train", "--dataset", "digits", *TINY, "--epochs", "1",
+                       "--out", str(tmp_path / "run"))
+    assert code == 0 and "Test Accuracy" in output
+    assert "Calibration" not in output
 
 
 # ---------------------------------------------------------------- checkpoints

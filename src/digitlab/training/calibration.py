@@ -126,8 +126,12 @@ def unfitted(reason: str) -> dict:
     return {"temperature": 1.0, "fitted_on": None, "num_samples": 0, "reason": reason}
 
 
-def calibration_line(calibration: dict) -> str:
-    """One console line on what `calibrate` did."""
+def calibration_line(calibration: dict) -> str | None:
+    """One console line on what `calibrate` did; None for a run without a validation split,
+    which never asked for a temperature (the tutorial's recipe prints the tutorial's lines;
+    summary.json and evaluation.json still say why T is 1)."""
+    if calibration["reason"] == NO_VALIDATION:
+        return None
     if calibration["fitted_on"] is None:
         return _("Calibration: temperature 1 ({reason})").format(reason=_(calibration["reason"]))
     return _("Calibration: temperature {temperature:.3f} fitted on {count:,} validation images "

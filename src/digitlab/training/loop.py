@@ -204,7 +204,9 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         test = evaluate(model, eval_loaders["test"], criterion.plain, num_classes)
         console.print(_("Test Accuracy: {accuracy:.2f}%").format(
             accuracy=100 * test["accuracy"]))
-        console.print(calibration_line(calibration))
+        line = calibration_line(calibration)
+        if line:
+            console.print(line)
         summary = summarize(state, test, stopped, cfg, dataset, notice, raw_model, device,
                             run_dir)
         summary["calibration"] = calibration
