@@ -70,6 +70,14 @@ def test_the_quickstart_is_the_same_in_both_readmes():
     assert commands((REPO / "README.bn.md").read_text(encoding="utf-8")) == english
 
 
+@pytest.mark.parametrize("readme", ["README.md", "README.bn.md"])
+def test_the_readme_tells_cpu_only_users_how_to_skip_cuda(readme):
+    text = (REPO / readme).read_text(encoding="utf-8")
+    quickstart = text.index("```bash")
+    cpu = text.index("pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu")
+    assert quickstart < cpu < text.index("## ", quickstart)  # right after the quickstart
+
+
 @pytest.mark.parametrize("path", [p for p in BN.glob("*.md") if p.name != "cli.md"]
                          + [REPO / "README.bn.md"], ids=lambda p: p.name)
 def test_bengali_pages_are_bengali(path):
