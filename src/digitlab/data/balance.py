@@ -44,16 +44,24 @@ def epoch_balance(balance: str, epoch: int, epochs: int, finetune_epochs: int) -
     return balance if epoch < epochs - finetune_epochs else "none"
 
 
-def val_split(split: Split, val_size: float, seed: int) -> tuple[Split, Split | None]:
-    """(train, val): val_size < 1 is a fraction, otherwise a count, drawn at random (seeded)."""
+def val_count(n: int, val_size: float) -> int:
+    """How many of n training samples data.val_size holds out: a fraction (< 1) or a count."""
     if val_size == 0:
-        return split, None
-    n = len(split)
+        return 0
     k = round(n * val_size) if val_size < 1 else int(val_size)
     if not 1 <= k < n:
         raise ConfigError(_("data.val_size = {val_size} leaves {remaining} of {total} training "
                             "samples; choose a smaller fraction or count").format(
             val_size=val_size, remaining=n - k, total=n))
+    return k
+
+
+def val_split(split: Split, val_size: float, seed: int) -> tuple[Split, Split | None]:
+    """(train, val): val_size < 1 is a fraction, otherwise a count, drawn at random (seeded)."""
+    if val_size == 0:
+        return split, None
+    n = len(split)
+    k = val_count(n, val_size)
     order = torch.randperm(n, generator=_gen(seed + VAL_SEED_OFFSET))
     val, train = order[:k].sort().values, order[k:].sort().values
     return (Split(split.images[train], split.labels[train]),

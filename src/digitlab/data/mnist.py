@@ -2,7 +2,8 @@
 
 Search order for the folder: data.dir (--data-dir), then $DIGITLAB_DATA, then the user cache.
 In each root we accept the four files directly, torchvision's <root>/<Name>/raw/, or
-<root>/<name>/. A folder the user gave is only read; decoded tensors go to the cache.
+<root>/<name>/. A folder the user gave is only read; decoded tensors go to the cache. When no
+folder holds the files any more, a set decoded before is used (`cached_splits`), then download.
 
 What is checked, file by file (`verify`, then `check_structure`):
 - every .gz file (all three datasets): the md5 of the official file, as torchvision lists it;
@@ -222,6 +223,31 @@ def check_structure(tensors: dict[str, torch.Tensor], split: str, files: dict[st
                                last=last, filename=base))
 
 
+def _complete(tensors: dict[str, torch.Tensor] | None, split: str, family: Family) -> bool:
+    """A cached split as decoding the official files leaves it: uint8 28x28 images, the
+    official item count, labels that name a class."""
+    if tensors is None or set(tensors) != {"images", "labels"}:
+        return False
+    images, labels, size = tensors["images"], tensors["labels"], SPLIT_SIZES[split]
+    return (images.dtype == torch.uint8 and tuple(images.shape) == (size, *IMAGE_SHAPE)
+            and tuple(labels.shape) == (size,) and not labels.is_floating_point()
+            and 0 <= int(labels.min()) <= int(labels.max()) < len(family.classes))
+
+
+def cached_splits(family: Family) -> tuple[Split, Split, Path] | None:
+    """(train, test, folder) of the newest complete decoded set in the cache, for when the
+    files are gone (moved, or a temporary folder deleted): only files that passed `verify`
+    were ever decoded there, so what is cached is the official data."""
+    root = cache_dir() / "tensors"
+    folders = root.glob(f"{family.name}-{'?' * 16}") if root.is_dir() else []
+    for folder in sorted(folders, key=lambda f: f.stat().st_mtime, reverse=True):
+        train, test = (read_cached(folder / f"{split}.safetensors") for split in SPLIT_SIZES)
+        if _complete(train, "train", family) and _complete(test, "test", family):
+            return (Split(train["images"], train["labels"]),
+                    Split(test["images"], test["labels"]), folder)
+    return None
+
+
 @contextmanager
 def _socket_timeout(seconds: float):
     old = socket.getdefaulttimeout()
@@ -276,6 +302,12 @@ def load(family: Family, data_dir: str, allow_download: bool) -> Dataset:
             return Dataset(family.name, family.title, train, test, family.classes,
                            str(next(iter(files.values())).parent))
         looked.append(f"{root} ({origin}): {seen}")
+    cached = cached_splits(family)  # the files are gone, but were decoded before
+    if cached is not None:
+        train, test, folder = cached
+        return Dataset(family.name, family.title, train, test, family.classes, str(folder))
+    looked.append(_("{folder} (decoded before): no complete {dataset} set").format(
+        folder=cache_dir() / "tensors", dataset=family.title))
     if not allow_download:
         raise DataNotFound(not_found_message(family, looked, _("data.download is off")),
                            family.name)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from digitlab.data import csvfile, folder, mnist
+from digitlab.data.balance import val_count
 from digitlab.data.dataset import Dataset, Split
 from digitlab.data.deskew import deskew
 from digitlab.i18n import N_
@@ -38,6 +39,7 @@ def build_kmnist(cfg: DataConfig) -> Dataset:
 
 DIGITS_SPLIT_SEED = 0  # fixed, so every run and every user sees the same test set
 DIGITS_TEST_FRACTION = 0.2
+DIGITS_SIZE = 1797  # images in load_digits(); train and test together
 
 
 @SOURCES.register("digits", "scikit-learn's bundled 8x8 digits, resized to 28x28; works offline")
@@ -95,6 +97,27 @@ def build_folder(cfg: DataConfig) -> Dataset:
                   "train.csv)")
 def build_csv(cfg: DataConfig) -> Dataset:
     return csvfile.load(cfg.dir, cfg.test_dir, cfg.test_fraction)
+
+
+# Training-split sizes known without reading a file, to lay out a schedule before training
+# (`digitlab plot schedule`). folder and csv are the user's own files: only reading tells.
+TRAIN_SIZES = {
+    **{name: mnist.SPLIT_SIZES["train"] for name in mnist.FAMILIES},
+    "digits": DIGITS_SIZE - math.ceil(DIGITS_SIZE * DIGITS_TEST_FRACTION),  # 1437
+    "synthetic": SYNTHETIC_SIZES[0],
+}
+READS_FILES = ("folder", "csv")  # sources whose size is known only by reading data.dir
+
+
+def known_epoch_batches(cfg: DataConfig) -> int | None:
+    """Batches in one training epoch, from the known split size alone (the validation hold-out
+    taken off); what loader.epoch_batches counts after loading. None where only the labels
+    tell: the user's own files, a long tail (data.imbalance_ratio > 1) or "lecun" batches."""
+    size = TRAIN_SIZES.get(cfg.name)
+    if size is None or cfg.imbalance_ratio != 1 or cfg.balance == "lecun":
+        return None
+    # "none", "weights" and "sampler" all draw as many samples as the split holds
+    return math.ceil((size - val_count(size, cfg.val_size)) / cfg.batch_size)
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:

@@ -15,6 +15,7 @@ from digitlab.config import Config, check_teacher, load_run_config
 from digitlab.data import Dataset, Split, load_dataset
 from digitlab.data.balance import make_imbalanced, val_split
 from digitlab.data.loader import epoch_batches
+from digitlab.data.sources import known_epoch_batches
 from digitlab.errors import ConfigError, DataNotFound, UsageError
 from digitlab.i18n import _
 from digitlab.training.checkpoint import load_model
@@ -43,7 +44,11 @@ def load_data(cfg: Config, fallback: bool, console: Console) -> tuple[Dataset, C
 
 def batches_per_epoch(cfg: Config) -> int:
     """Batches in the first epoch of the configured training split, as `train` counts them
-    (the training splits and balance mode included; loads the dataset)."""
+    (the training splits and balance mode included); from the known split size where that
+    tells, else by loading the dataset."""
+    known = known_epoch_batches(cfg.data)
+    if known is not None:
+        return known
     dataset = load_dataset(cfg.data)
     train, _val = training_splits(dataset, cfg)
     return epoch_batches(train.labels, cfg.data.batch_size, cfg.data.balance,

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from digitlab.config import (
     Config,
@@ -121,32 +123,64 @@ def plan_sweep(grid_items: list[str], out: str | Path, seeds: int | None = None,
     return Sweep(out, list(grid), cfg, runs)
 
 
+def result_line(row: dict) -> str:
+    """One line for a finished run: its test accuracy, loss and time, or why it failed."""
+    if row.get("status") != "completed":
+        return _("failed: {error}").format(error=row.get("error") or row.get("status"))
+    return _("test accuracy {accuracy:.2f}%, test loss {loss:.4f}, {seconds:.1f} s").format(
+        accuracy=100 * row["test_accuracy"], loss=row["test_loss"],
+        seconds=row["train_seconds"])
+
+
+def results_table(keys: list[str], rows: list[dict]) -> Table:
+    """Every run of the sweep: its grid values, seed and result, as printed at the end."""
+    table = Table(title=_("sweep: {runs} runs").format(runs=len(rows)), title_justify="left")
+    for key in [*keys, "seed"]:
+        table.add_column(key, justify="left")
+    for column in (_("test accuracy"), _("test loss"), _("train s")):
+        table.add_column(column, justify="right")
+    table.add_column(_("status"), justify="left")
+    for row in rows:
+        done = row.get("status") == "completed"
+        table.add_row(*(escape(str(row[k])) for k in [*keys, "seed"]),
+                      f"{100 * row['test_accuracy']:.2f}%" if done else "",
+                      f"{row['test_loss']:.4f}" if done else "",
+                      f"{row['train_seconds']:.1f}" if done else "",
+                      escape(str(row.get("status"))))  # the error is in its line and sweep.csv
+    return table
+
+
 def run_sweep(sweep: Sweep, console: Console | None = None) -> Iterator[dict]:
-    """Train each run in turn, yielding its row (grid values, seed, run, COLUMNS) when it ends.
+    """Train each run in turn, yielding its row (grid values, seed, run, COLUMNS) when it ends
+    and printing its result in one line; after the last, a table of them all.
     A run that completed before is skipped; one that failed is recorded and the rest go on."""
     from digitlab.training import train
 
     console = console or Console(highlight=False, soft_wrap=True, markup=False)
     ensure_writable(sweep.out)
+    rows = []
     for i, row in enumerate(sweep.runs):
         run_dir = sweep.out / row["run"]
         summary_path = run_dir / "summary.json"
         previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         if previous.get("status") == "completed":
-            console.print(_("[{number}] {run}: done before, skipped").format(number=i + 1,
-                                                                             run=row["run"]))
-            yield {**row, **{k: previous.get(k) for k in COLUMNS}}
+            console.print(_("[{number}] {run}: done before, skipped").format(
+                number=f"{i + 1}/{len(sweep.runs)}", run=row["run"]))
+            rows.append({**row, **{k: previous.get(k) for k in COLUMNS}})
+            yield rows[-1]
             continue
         if run_dir.exists():  # an unfinished or failed attempt: start it again from scratch
             shutil.rmtree(run_dir)
-        console.print(f"[{i + 1}] {row['run']}")
+        console.print(f"[{i + 1}/{len(sweep.runs)}] {row['run']}")
         try:
             summary = train(sweep.run_config(row), console=Console(quiet=True))
             result = {**row, **{k: summary.get(k) for k in COLUMNS}}
         except DigitlabError as e:
-            console.print("    " + _("failed: {error}").format(error=e))
             result = {**row, "status": "failed", "error": str(e).splitlines()[0]}
+        console.print("    " + result_line(result))
+        rows.append(result)
         yield result
+    console.print(results_table(sweep.keys, rows))
 
 
 def write_sweep_csv(sweep: Sweep, rows: list[dict]) -> Path:

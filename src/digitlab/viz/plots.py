@@ -26,6 +26,28 @@ def save_figure(fig, path: str | Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def epoch_axis(ax) -> None:
+    """Whole epochs on the x axis, even for one epoch, where a plain MaxNLocator(integer=True)
+    falls back to ticks at 0.98, 0.99, ... (it wants two ticks in view)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch")
+
+
+DISTINCT_COLORS = 40  # distinct_colors repeats after this many
+
+
+def distinct_colors(n: int) -> list:
+    """n colours, all different up to DISTINCT_COLORS: tab10's, then their light tab20
+    partners, then tab20b's 20 (beyond that they repeat; callers vary the line style)."""
+    from matplotlib import colormaps
+
+    tab20, tab20b = colormaps["tab20"].colors, colormaps["tab20b"].colors
+    palette = [*tab20[0::2], *tab20[1::2], *tab20b[0::2], *tab20b[1::2]]
+    return [palette[i % DISTINCT_COLORS] for i in range(n)]
+
+
 def predictions_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
                      classes: tuple[str, ...], path: str | Path, n: int = 6) -> None:
     """The tutorial's row of test images titled True/Pred; n is clamped to the batch."""
@@ -45,8 +67,6 @@ def predictions_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Te
 def curves(history: list[dict], path: str | Path) -> None:
     """Loss and accuracy per epoch for every split logged, and the learning rate."""
     plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
-
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for split, style in (("train", "-"), ("val", "--"), ("test", ":")):
@@ -59,8 +79,7 @@ def curves(history: list[dict], path: str | Path) -> None:
     for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate (end of epoch)"),
                          strict=True):
         ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs on the axis
+        epoch_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend()

@@ -7,7 +7,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from digitlab.io import atomic_write_text, read_jsonl
-from digitlab.viz.plots import pyplot, save_figure
+from digitlab.viz.plots import (
+    DISTINCT_COLORS,
+    distinct_colors,
+    epoch_axis,
+    pyplot,
+    save_figure,
+)
 from digitlab.viz.report import STYLE, html_image, html_table
 
 
@@ -25,47 +31,64 @@ def grouped(rows: list[dict], keys: list[str]) -> dict[str, list[dict]]:
     return groups
 
 
-def sweep_figure(out: Path, keys: list[str], rows: list[dict]) -> Path:
-    """Bars: mean test accuracy per combination with min/max over seeds; beside them, the
-    validation (or test) accuracy curve of every completed run."""
-    plt = pyplot()
-    groups = grouped(rows, keys)
-    fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(14, max(4, 0.45 * len(groups) + 1.5)))
-    labels, means, lows, highs, colors = [], [], [], [], []
-    for label, members in groups.items():
+LINE_STYLES = ("-", "--", ":", "-.")  # the seeds of one combination share its colour
+
+
+def bars(ax, groups: dict[str, list[dict]], colors: list) -> None:
+    """Mean test accuracy per combination, min/max over its seeds; failed ones in gray."""
+    labels, means, lows, highs, faces = [], [], [], [], []
+    for (label, members), color in zip(groups.items(), colors, strict=True):
         accs = [100 * r["test_accuracy"] for r in members if r.get("status") == "completed"]
         labels.append(label)
         mean = sum(accs) / len(accs) if accs else 0.0
         means.append(mean)
         lows.append(mean - min(accs) if accs else 0.0)
         highs.append(max(accs) - mean if accs else 0.0)
-        colors.append("tab:blue" if accs else "lightgray")
+        faces.append(color if accs else "lightgray")
     y = range(len(labels))
-    ax_bar.barh(y, means, xerr=[lows, highs], color=colors, capsize=3)
-    ax_bar.set_yticks(y, labels, fontsize=8)
-    ax_bar.invert_yaxis()
-    ax_bar.set_xlabel("test accuracy (%): mean, min-max over seeds; gray = failed")
+    ax.barh(y, means, xerr=[lows, highs], color=faces, capsize=3)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("test accuracy (%): mean, min-max over seeds; gray = failed")
     left = max(0.0, min(m for m in means if m) - 5) if any(means) else 0.0
-    ax_bar.set_xlim(left, 100)
-    for k, color in enumerate(colors):
-        if color == "lightgray":
-            ax_bar.text(left + 0.5, k, "failed (see sweep.csv)", va="center", color="crimson",
-                        fontsize=8)
-    for row in rows:
-        history = read_jsonl(out / row["run"] / "metrics.jsonl")
-        if row.get("status") != "completed" or not history:
-            continue
-        split = "val" if "val_accuracy" in history[0] else "test"
-        ax_curve.plot([r["epoch"] for r in history],
-                      [100 * r[f"{split}_accuracy"] for r in history], marker=".",
-                      label=f"{combo_label(row, keys)} s{row['seed']}")
-    ax_curve.set_xlabel("epoch")
-    ax_curve.set_ylabel("accuracy (%)")
-    ax_curve.set_title("validation accuracy per epoch (test when there is no validation split)",
-                       fontsize=9)
-    ax_curve.grid(alpha=0.3)
-    if ax_curve.lines:
-        ax_curve.legend(fontsize=7)
+    ax.set_xlim(left, 100)
+    for k, face in enumerate(faces):
+        if face == "lightgray":
+            ax.text(left + 0.5, k, "failed (see sweep.csv)", va="center", color="crimson",
+                    fontsize=8)
+
+
+def curves(ax, out: Path, keys: list[str], groups: dict[str, list[dict]], colors: list) -> None:
+    """The validation (or test) accuracy of every completed run per epoch: the colour of its
+    combination (as its bar), one line style per seed; whole epochs on the axis."""
+    for index, members in enumerate(groups.values()):
+        for k, row in enumerate(members):
+            history = read_jsonl(out / row["run"] / "metrics.jsonl")
+            if row.get("status") != "completed" or not history:
+                continue
+            split = "val" if "val_accuracy" in history[0] else "test"
+            style = LINE_STYLES[(k + index // DISTINCT_COLORS) % len(LINE_STYLES)]
+            ax.plot([r["epoch"] for r in history],
+                    [100 * r[f"{split}_accuracy"] for r in history], style, marker=".",
+                    color=colors[index], label=f"{combo_label(row, keys)} s{row['seed']}")
+    epoch_axis(ax)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("validation accuracy per epoch (test when there is no validation split)",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7)
+
+
+def sweep_figure(out: Path, keys: list[str], rows: list[dict]) -> Path:
+    """Bars: mean test accuracy per combination with min/max over seeds; beside them, the
+    validation (or test) accuracy curve of every completed run, in its combination's colour."""
+    plt = pyplot()
+    groups = grouped(rows, keys)
+    colors = distinct_colors(len(groups))
+    fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(14, max(4, 0.45 * len(groups) + 1.5)))
+    bars(ax_bar, groups, colors)
+    curves(ax_curve, out, keys, groups, colors)
     fig.tight_layout()
     path = out / "sweep.png"
     save_figure(fig, path)
