@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -603,15 +604,15 @@ def test_is_loopback():
 @pytest.mark.parametrize("host,warned", [("127.0.0.1", False), ("::1", False),
                                          ("0.0.0.0", True), ("192.168.1.10", True)])
 def test_serve_announces_where_it_listens(run_dir, monkeypatch, capsys, host, warned):
-    import uvicorn
-
     from digitlab.serve import app as app_module
 
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    calls = []  # no socket is bound: these addresses need not be this machine's
+    monkeypatch.setattr(app_module, "listen",
+                        lambda host, port: calls.append((host, port)) or socket.socket())
+    monkeypatch.setattr(app_module, "run", lambda app, sock: calls.append(app))
     app_module.serve(str(run_dir), host=host, port=8123, device="cpu")
-    (app, kwargs), = calls
-    assert kwargs == {"host": host, "port": 8123, "log_level": "warning"}
+    bound, app = calls
+    assert bound == (host, 8123)
     assert app.state.predictor.cfg.model.name == "seed-mlp"
     with TestClient(app, base_url="http://evil.example:8123") as c:  # the guard knows the bind
         assert c.get("/healthz").status_code == (200 if warned else 421)
@@ -640,11 +641,10 @@ def preset_run(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("preset", ["robust", None])
 def test_serve_says_which_preset_the_run_came_from(preset, preset_run, run_dir, monkeypatch,
                                                    capsys):
-    import uvicorn
-
     from digitlab.serve import app as app_module
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(app_module, "listen", lambda host, port: socket.socket())
+    monkeypatch.setattr(app_module, "run", lambda app, sock: None)
     run = preset_run if preset else run_dir
     app_module.serve(str(run), host="127.0.0.1", port=8123, device="cpu")
     line = capsys.readouterr().out.splitlines()[0]

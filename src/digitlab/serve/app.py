@@ -47,6 +47,7 @@ from digitlab.serve.guard import (
     parse_json,
     read_body,
 )
+from digitlab.serve.listen import listen, run
 
 STATIC = Path(__file__).resolve().parent / "static"
 # Calibrated, 0.6 means a guess right about 3 times in 5: below it the page says "not sure".
@@ -265,11 +266,19 @@ def create_app(predictor: Predictor, host: str = "127.0.0.1",
 
 def serve(source: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
-    import uvicorn
-
     check_min_confidence(min_confidence)  # before the model loads: a usage error is instant
-    predictor = Predictor.load(source, device=device)
-    app = create_app(predictor, host=host, min_confidence=min_confidence)
+    sock = listen(host, port)  # so is a port in use; and the port is ours from here on
+    try:
+        app = create_app(Predictor.load(source, device=device), host=host,
+                         min_confidence=min_confidence)
+        announce(app.state.predictor, host, port)
+        run(app, sock)
+    finally:
+        sock.close()
+
+
+def announce(predictor: Predictor, host: str, port: int) -> None:
+    """The "serving" line: which model, at which URL, who can reach it."""
     info = predictor.describe()
     accuracy = info.get("test_accuracy")
     if accuracy is not None:
@@ -293,4 +302,3 @@ def serve(source: str, host: str = "127.0.0.1", port: int = 8000, device: str = 
         print(_("digitlab: warning: {host} is not a loopback address: anyone who can reach this "
                 "machine can use the page and the API (there is no authentication)").format(
             host=host), flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")

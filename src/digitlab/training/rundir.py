@@ -4,13 +4,14 @@ Two runs never write one folder: rank 0 takes RUN_DIR/.lock (io.FolderLock) befo
 anything there and holds it until the run ends; a second `train --out` or `--resume` on that
 folder gets a one-line error and writes nothing. The kernel drops the lock when a process
 dies, so a killed run can be resumed at once; the resume first removes the temp files the
-kill left behind.
+kill left behind. Resuming a run that has nothing left to do says so and changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from rich.console import Console
 
 from digitlab.config import Config, to_toml
-from digitlab.errors import ConfigError, UsageError
+from digitlab.errors import CheckpointError, ConfigError, UsageError
 from digitlab.i18n import _
 from digitlab.io import (
     LOCK_NAME,
@@ -176,3 +177,35 @@ def restore_run(run_dir: Path, cfg: Config, model: torch.nn.Module,
     console.print(_("Resuming {run_dir} after epoch {epoch} of {epochs}").format(
         run_dir=run_dir, epoch=state["epoch"], epochs=cfg.train.epochs))
     return state
+
+
+def finished_line(cfg: Config) -> str | None:
+    """The line that says the run in cfg.train.out has nothing left to do, or None when a
+    resume has work: its summary.json reports the last checkpoint's epoch as completed, and
+    that epoch is cfg.train.epochs, or early stopping ended the run and --epochs was not
+    raised. It only reads, so it takes no lock: under torchrun every rank asks."""
+    run_dir = Path(cfg.train.out)
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        _tensors, meta = load_checkpoint(run_dir / "checkpoints" / "last.safetensors")
+    except (OSError, ValueError, CheckpointError):  # no summary or checkpoint yet: resume
+        return None
+    done, epochs = meta["epoch"], cfg.train.epochs
+    if not isinstance(summary, dict) or summary.get("status") != "completed" \
+            or summary.get("epochs") != done:
+        return None  # killed before the summary, or a failed run: the resume finishes it
+    if done == epochs and cfg.sched.name in FIXED_LENGTH_SCHEDULES:
+        remedy = _("its {schedule} schedule is laid out for {epochs} epochs: to train longer, "
+                   "start a new run with more --epochs").format(schedule=cfg.sched.name,
+                                                                 epochs=epochs)
+    elif done == epochs:
+        remedy = _("to train further, resume it with --epochs above {epochs}").format(
+            epochs=epochs)
+    elif summary.get("stopped_early") and summary.get("epochs_planned") == epochs:
+        return _("{run_dir} is already complete: early stopping ended it after {done} of "
+                 "{epochs} epochs; nothing to do").format(run_dir=run_dir, done=done,
+                                                          epochs=epochs)
+    else:
+        return None
+    return _("{run_dir} is already complete: {done} of {epochs} epochs; nothing to do "
+             "({remedy})").format(run_dir=run_dir, done=done, epochs=epochs, remedy=remedy)
