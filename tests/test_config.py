@@ -192,13 +192,15 @@ def test_later_sources_win(tmp_path):
 
 def test_shortcuts_map_to_keys(tmp_path):
     shortcuts = {"dataset": "synthetic", "model": "seed-mlp", "epochs": 2, "seed": 3,
-                 "device": "cpu", "data_dir": str(tmp_path), "out": str(tmp_path / "run")}
+                 "lr": 0.01, "batch_size": 16, "device": "cpu", "data_dir": str(tmp_path),
+                 "out": str(tmp_path / "run")}
     assert set(shortcuts) == set(SHORTCUTS)
     cfg, explicit = build_config(shortcuts=shortcuts)
     assert cfg.data.name == "synthetic"
     assert cfg.model.name == "seed-mlp"
     assert cfg.train.epochs == 2
     assert cfg.train.seed == 3
+    assert (cfg.optim.lr, cfg.data.batch_size) == (0.01, 16)
     assert cfg.train.device == "cpu"
     assert cfg.data.dir == str(tmp_path)
     assert cfg.train.out == str(tmp_path / "run")
@@ -289,7 +291,7 @@ def test_to_toml_round_trip_of_every_field(tmp_path):
     # malformed --set
     ("optim.lr", r"--set expects section.key=value, got 'optim.lr'"),
     ("=3", r"--set expects section.key=value"),
-    ("epochs=3", r"unknown config section 'epochs'"),
+    ("epochs=3", r"unknown config key 'epochs'; did you mean train.epochs\?"),
 ])
 def test_bad_set_raises_config_error(item, pattern):
     with pytest.raises(ConfigError, match=pattern):

@@ -17,9 +17,17 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help=_("shortcut for --set model.name=... (default: seed-mlp)"))
     p.add_argument("--epochs", type=int, help=_("shortcut for --set train.epochs=N (default: 5)"))
     p.add_argument("--seed", type=int, help=_("shortcut for --set train.seed=N (default: 42)"))
+    _add_lr_and_batch_size(p)
     p.add_argument("--device", help=_("auto, cpu, cuda, cuda:N or mps (default: auto)"))
     p.add_argument("--data-dir", help=_("folder with the dataset files (else $DIGITLAB_DATA, "
                                       "then the user cache)"))
+
+
+def _add_lr_and_batch_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lr", type=float, metavar="X",
+                   help=_("shortcut for --set optim.lr=X (default: 0.001)"))
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help=_("shortcut for --set data.batch_size=N (default: 64)"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=_("show full tracebacks on errors"))
     common.add_argument("--lang", choices=tuple(LANGUAGES), default=argparse.SUPPRESS,
                         help=lang_help)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # not required: a bare `digitlab` prints this help (cli.main)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", parents=[common],
                        help=_("train a model (defaults: the tutorial's MNIST recipe)"),
@@ -64,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="SECTION.KEY=VALUE",
                    help=_("override one setting, e.g. --set optim.lr=3e-3 (repeatable)"))
     q.add_argument("--epochs", type=int, help=_("shortcut for --set train.epochs=N (default: 5)"))
+    _add_lr_and_batch_size(q)
     q.add_argument("--steps-per-epoch", type=int,
                    help=_("optimizer steps per epoch (default: from the dataset and batch size)"))
     q.add_argument("--out", default="figures/schedule.png", help=_("PNG path"))

@@ -14,20 +14,28 @@ def cmd_train(args) -> int:
     from digitlab.config import build_config
     from digitlab.errors import UsageError
     from digitlab.training import distributed, train
+    from digitlab.training.rundir import finished_line
     from digitlab.training.setup import resume_config
     from digitlab.viz.analysis import evaluate_run
 
     if args.resume:
         others = [f"--{name.replace('_', '-')}" for name in
-                  ("config", "dataset", "model", "seed", "device", "data_dir", "out")
-                  if getattr(args, name)] + (["--set"] if args.sets else [])
+                  ("config", "dataset", "model", "seed", "lr", "batch_size", "device",
+                   "data_dir", "out")
+                  if getattr(args, name) is not None] + (["--set"] if args.sets else [])
         if others:
             raise UsageError(_("--resume continues a run with its own config; it takes only "
                                "--epochs, not {options}").format(options=" ".join(others)))
-        summary = train(resume_config(args.resume, args.epochs), resume=True)
+        cfg = resume_config(args.resume, args.epochs)
+        finished = finished_line(cfg)
+        if finished:  # nothing to train, evaluate or rewrite
+            print(finished)
+            return 0
+        summary = train(cfg, resume=True)
     else:
         shortcuts = {name: getattr(args, name) for name in
-                     ("dataset", "model", "epochs", "seed", "device", "data_dir", "out")}
+                     ("dataset", "model", "epochs", "seed", "lr", "batch_size", "device",
+                      "data_dir", "out")}
         cfg, explicit = build_config(args.config, args.sets, shortcuts)
         # Only a dataset left at its default may fall back to the bundled one when offline.
         summary = train(cfg, fallback="data.name" not in explicit)
@@ -227,7 +235,8 @@ def cmd_plot(args) -> int:
     if args.figure == "schedule":
         from digitlab.config import build_config
 
-        cfg, _explicit = build_config(args.config, args.sets, {"epochs": args.epochs})
+        shortcuts = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+        cfg, _explicit = build_config(args.config, args.sets, shortcuts)
         from digitlab.training.setup import batches_per_epoch
 
         path = figures.schedule(cfg, args.steps_per_epoch or batches_per_epoch(cfg),
@@ -252,7 +261,7 @@ def cmd_sweep(args) -> int:
     from digitlab.viz.sweep_report import draw_sweep
 
     shortcuts = {name: getattr(args, name) for name in
-                 ("dataset", "model", "epochs", "seed", "device", "data_dir")}
+                 ("dataset", "model", "epochs", "seed", "lr", "batch_size", "device", "data_dir")}
     sweep = plan_sweep(args.grid, args.out, seeds=args.seeds, config_file=args.config,
                        sets=args.sets, shortcuts=shortcuts)
     rows = []
@@ -286,7 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         set_language("en")
         print(f"digitlab: warning: {e}; continuing in English", file=sys.stderr)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `digitlab`: what it can do, not a usage error
+        parser.print_help()
+        return 0
     try:
         return COMMANDS[args.command](args)
     except DigitlabError as e:

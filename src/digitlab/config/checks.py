@@ -1,5 +1,6 @@
 """The checks every config section uses: one-line ConfigErrors, finite numbers, plain text,
-registry names, and bounds on model size (estimated before anything is allocated)."""
+names (in any letter case, stored as registered), and bounds on model size (estimated before
+anything is allocated)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 
 from digitlab.errors import ConfigError
 from digitlab.i18n import _
-from digitlab.registry import closest
+from digitlab.registry import canonical, closest
 
 SEED_MAX = 2**32 - 1  # numpy's np.random.seed takes 0 .. 2**32 - 1
 MAX_WIDTH = 65_536  # units of one linear layer
@@ -33,17 +34,33 @@ def check(ok: bool, key: str, allowed: str, value: object) -> None:
             key=key, allowed=_(allowed), value=value))
 
 
-def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
+def check_choice(section: object, key: str, choices: tuple[str, ...]) -> None:
+    """The field `key` of section must be one of choices, in any letter case; see settle."""
+    value = getattr(section, key.partition(".")[2])
+    name = canonical(value, list(choices))
+    if name is None:
         raise ConfigError(_("{key} must be one of {choices}, got {value!r}{hint}").format(
             key=key, choices=list(choices), value=value, hint=closest(value, list(choices))))
+    settle(section, key, name)
 
 
-def check_name(registry, key: str, value: str) -> None:
-    if value not in registry:
+def check_name(section: object, key: str, registry) -> None:
+    """The field `key` of section must name an entry of registry, in any letter case; see
+    settle."""
+    value = getattr(section, key.partition(".")[2])
+    name = registry.canonical(value)
+    if name is None:
         raise ConfigError(_("{key}: unknown {kind} {value!r}{hint}; choose from {names}").format(
             key=key, kind=_(registry.kind), value=value, hint=closest(value, registry.names()),
             names=registry.names()))
+    settle(section, key, name)
+
+
+def settle(section: object, key: str, name: str) -> None:
+    """Store a name given in any letter case ("ReLU") in its registered spelling ("relu"), so
+    that the frozen config, config.toml and checkpoints hold one spelling. Sections are frozen;
+    their __post_init__ may still set their own fields this way."""
+    object.__setattr__(section, key.partition(".")[2], name)
 
 
 def plain_text(text: str) -> bool:

@@ -50,7 +50,7 @@ class DataConfig:
 
     def __post_init__(self):
         check_values(self, "data")
-        check_name(SOURCES, "data.name", self.name)
+        check_name(self, "data.name", SOURCES)
         # pixels are scaled to 0..1 first; a mean outside that range or a tiny std sends the
         # inputs towards overflow, and the run would stop on a NaN loss with advice about lr
         check(0 <= self.mean <= 1, "data.mean", N_("in [0, 1] (pixels are scaled to 0..1)"),
@@ -61,15 +61,15 @@ class DataConfig:
         check(self.batch_size >= 1, "data.batch_size", N_("an integer >= 1"), self.batch_size)
         check(self.test_batch_size >= 1, "data.test_batch_size", N_("an integer >= 1"),
                self.test_batch_size)
-        check_choice("data.loader", self.loader, ("device", "torch"))
+        check_choice(self, "data.loader", ("device", "torch"))
         check(0 <= self.num_workers <= MAX_WORKERS, "data.num_workers",
                N_("an integer from 0 to 64"), self.num_workers)
         check(self.val_size >= 0 and (self.val_size < 1 or self.val_size == int(self.val_size)),
                "data.val_size", N_("a fraction in [0, 1) or a whole count"), self.val_size)
         check(self.imbalance_ratio >= 1, "data.imbalance_ratio", N_(">= 1 (1 = balanced)"),
                self.imbalance_ratio)
-        check_choice("data.imbalance_profile", self.imbalance_profile, ("exponential", "step"))
-        check_choice("data.balance", self.balance, ("none", "weights", "sampler", "lecun"))
+        check_choice(self, "data.imbalance_profile", ("exponential", "step"))
+        check_choice(self, "data.balance", ("none", "weights", "sampler", "lecun"))
         check_augmentation(self)
         own_files = self.name in ("folder", "csv")
         check(self.dir != "" or not own_files, "data.dir",

@@ -4,6 +4,7 @@ type, and back to TOML (a run's config.toml) and to plain dicts (checkpoint meta
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 import typing
 from pathlib import Path
@@ -23,6 +24,8 @@ SHORTCUTS = {
     "dataset": "data.name",
     "model": "model.name",
     "epochs": "train.epochs",
+    "lr": "optim.lr",
+    "batch_size": "data.batch_size",
     "seed": "train.seed",
     "device": "train.device",
     "data_dir": "data.dir",
@@ -65,8 +68,30 @@ def _coerce(key: str, value: object, typ: object) -> object:
     raise TypeError(f"no coercion for {typ}")  # a programming error, not a user one
 
 
+def _full_keys(name: str) -> list[str]:
+    """The section.name keys a bare or misplaced name may mean: those whose field is name, or
+    else those whose field is spelled close to it ("epoch" -> train.epochs)."""
+    fields = {f"{section}.{f}": f for section, cls in SECTIONS.items()
+              for f in typing.get_type_hints(cls)}
+    exact = [key for key, f in fields.items() if f == name.lower()]
+    close = difflib.get_close_matches(name.lower(), set(fields.values()), n=3, cutoff=0.8)
+    return exact or [key for key, f in fields.items() if f in close]
+
+
+def _did_you_mean(keys: list[str]) -> str:
+    if len(keys) == 1:
+        return _("did you mean {key}?").format(key=keys[0])
+    return _("did you mean one of {keys}?").format(keys=", ".join(keys))
+
+
 def _split_key(key: str) -> tuple[str, str]:
     section, _sep, name = key.partition(".")
+    if not _sep:  # a bare field name: --set lr=0.1
+        keys = _full_keys(key)
+        hint = _did_you_mean(keys) if keys else _(
+            "a key is section.name, e.g. optim.lr, with section one of {sections}").format(
+            sections=list(SECTIONS))
+        raise ConfigError(_("unknown config key {key!r}; {hint}").format(key=key, hint=hint))
     if section not in SECTIONS:
         raise ConfigError(_("unknown config section {section!r} in {key!r}{hint}; choose from "
                             "{sections}").format(section=section, key=key,
@@ -74,8 +99,10 @@ def _split_key(key: str) -> tuple[str, str]:
                                                  sections=list(SECTIONS)))
     fields = typing.get_type_hints(SECTIONS[section])
     if name not in fields:
+        elsewhere = [k for k in _full_keys(name) if k.partition(".")[2] == name]
+        hint = f" ({_did_you_mean(elsewhere)})" if elsewhere else closest(name, list(fields))
         raise ConfigError(_("unknown config key {key!r}{hint}; {section} has {keys}").format(
-            key=key, hint=closest(name, list(fields)), section=section, keys=list(fields)))
+            key=key, hint=hint, section=section, keys=list(fields)))
     return section, name
 
 

@@ -60,8 +60,8 @@ class ModelConfig:
 
     def __post_init__(self):
         check_values(self, "model", ACTIVATION_LIMIT)
-        check_name(MODELS, "model.name", self.name)
-        check_name(ACTIVATIONS, "model.activation", self.activation)
+        check_name(self, "model.name", MODELS)
+        check_name(self, "model.activation", ACTIVATIONS)
         # Sizes are bounded whether or not model.name uses them; the weight estimate comes
         # first, so that a huge width is refused with what it would cost.
         check_weights("model.hidden", self.hidden, mlp_parameters(self.hidden))
@@ -76,15 +76,15 @@ class ModelConfig:
                        conv_parameters(self.name, self.channels, self.kernel_size))
         check(all(1 <= c <= MAX_CHANNELS for c in self.channels), "model.channels",
                N_("1 to 4 widths from 1 to 4096"), self.channels)
-        check_choice("model.pool", self.pool, ("max", "avg"))
+        check_choice(self, "model.pool", ("max", "avg"))
         check(0.0 <= self.dropout < 1.0, "model.dropout", N_("in [0, 1)"), self.dropout)
-        check_choice("model.init", self.init, INIT_SCHEMES)
+        check_choice(self, "model.init", INIT_SCHEMES)
         check(0.0 <= self.rrelu_lower <= self.rrelu_upper, "model.rrelu_lower",
                N_("<= model.rrelu_upper and >= 0"), self.rrelu_lower)
         check(self.softplus_beta >= MIN_SCALE, "model.softplus_beta", N_(">= 1e-6"),
                self.softplus_beta)
         check(self.alpha >= MIN_SCALE, "model.alpha", N_(">= 1e-6"), self.alpha)
-        check_choice("model.gelu_approximate", self.gelu_approximate, ("none", "tanh"))
+        check_choice(self, "model.gelu_approximate", ("none", "tanh"))
         check(self.hardtanh_min < self.hardtanh_max, "model.hardtanh_min",
                N_("< model.hardtanh_max"), self.hardtanh_min)
         check(self.shrink_lambda >= 0, "model.shrink_lambda", N_(">= 0"), self.shrink_lambda)
@@ -109,7 +109,7 @@ class LossConfig:
 
     def __post_init__(self):
         check_values(self, "loss", ACTIVATION_LIMIT)
-        check_name(LOSSES, "loss.name", self.name)
+        check_name(self, "loss.name", LOSSES)
         check(0.0 <= self.label_smoothing < 1.0, "loss.label_smoothing", N_("in [0, 1)"),
                self.label_smoothing)
         check(all(w >= 0 for w in self.class_weights), "loss.class_weights",
@@ -163,7 +163,7 @@ class OptimConfig:
 
     def __post_init__(self):
         check_values(self, "optim")
-        check_name(OPTIMIZERS, "optim.name", self.name)
+        check_name(self, "optim.name", OPTIMIZERS)
         check(math.isfinite(self.lr) and self.lr > 0, "optim.lr", N_("a number > 0"), self.lr)
         check(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", N_("two numbers in [0, 1)"),
                self.betas)
@@ -186,7 +186,7 @@ class OptimConfig:
         check(self.max_iter >= 1, "optim.max_iter", N_("an integer >= 1"), self.max_iter)
         check(1 <= self.history_size <= MAX_HISTORY, "optim.history_size",
                N_("an integer from 1 to 10000"), self.history_size)
-        check_choice("optim.line_search", self.line_search, ("strong_wolfe", "none"))
+        check_choice(self, "optim.line_search", ("strong_wolfe", "none"))
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ class SchedConfig:
 
     def __post_init__(self):
         check_values(self, "sched")
-        check_name(SCHEDULERS, "sched.name", self.name)
+        check_name(self, "sched.name", SCHEDULERS)
         check(self.step_size >= 1, "sched.step_size", N_("an integer >= 1"), self.step_size)
         check(0.0 < self.gamma <= 1.0, "sched.gamma", N_("in (0, 1]"), self.gamma)
         check(list(self.milestones) == sorted(set(self.milestones)) and
@@ -264,15 +264,15 @@ class TrainConfig:
         ok = self.device in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d{1,4}",
                                                                             self.device)
         check(ok, "train.device", N_("'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"), self.device)
-        check_choice("train.amp", self.amp, ("off", "bf16", "fp16"))
+        check_choice(self, "train.amp", ("off", "bf16", "fp16"))
         check(self.clip_norm >= 0, "train.clip_norm", N_(">= 0 (0 = off)"), self.clip_norm)
         check(self.clip_value >= 0, "train.clip_value", N_(">= 0 (0 = off)"), self.clip_value)
         check(self.accum_steps >= 1, "train.accum_steps", N_("an integer >= 1"), self.accum_steps)
         check(self.early_stop_patience >= 0, "train.early_stop_patience", N_(">= 0"),
                self.early_stop_patience)
-        check_choice("train.monitor", self.monitor,
-                      ("val_loss", "val_accuracy", "test_loss", "test_accuracy"))
-        check_choice("train.mode", self.mode, ("auto", "min", "max"))
+        check_choice(self, "train.monitor",
+                     ("val_loss", "val_accuracy", "test_loss", "test_accuracy"))
+        check_choice(self, "train.mode", ("auto", "min", "max"))
         check(self.min_delta >= 0, "train.min_delta", N_(">= 0"), self.min_delta)
         check(re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,39}", self.preset) is not None or
               self.preset == "", "train.preset",
