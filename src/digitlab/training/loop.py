@@ -45,10 +45,11 @@ from digitlab.training.evaluate import evaluate, evaluate_splits
 from digitlab.training.guards import Guard
 from digitlab.training.losses import Criterion
 from digitlab.training.optim import OPTIMIZERS, Schedule, current_lr, param_groups
-from digitlab.training.progress import RunLog, header, make_progress
+from digitlab.training.progress import RunLog, header, make_progress, running_metrics
 from digitlab.training.rundir import claim_run_dir, new_state, restore_run
 from digitlab.training.setup import check_runtime, load_data, load_teacher, training_splits
 from digitlab.training.step import EpochTotals, TrainStep, make_autocast
+from digitlab.training.steplog import StepLog
 
 
 def seed_everything(seed: int) -> None:
@@ -144,6 +145,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
         log, guard = RunLog(console, run_dir, cfg, world.main), Guard(run_dir, world.main, console)
         if resume:  # the checkpoint is the truth: metrics.jsonl lines written after it go
             log.restart(state["history"], cfg)
+        steps = StepLog(run_dir, cfg.train, world.main, schedule, optimizer, log.tensorboard)
         meta = checkpoint_meta(cfg, dataset)
         check_every = guard.interval(device, world, cfg.train.log_interval)
         stopped = False
@@ -158,15 +160,16 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                 model.train()
                 progress.reset(batch_bar, total=num_batches,
                                description=_("epoch {epoch}").format(epoch=epoch + 1))
-                totals = EpochTotals(device)
-                started = time.perf_counter()
+                totals, started = EpochTotals(device), time.perf_counter()
                 for batch, (images, labels) in enumerate(train_loader):
                     logits, loss = step(images, labels, batch, state["batches"])
                     state["batches"] += 1
                     totals.add(logits, labels, loss)
+                    steps(epoch, batch, loss, state["train_seconds"], started)  # every N steps
                     if batch % check_every == 0:  # a host sync: only on the steps checked
                         log.batch(epoch, batch, num_batches,
                                   guard.batch(loss, logits, epoch, batch))
+                        progress.update(batch_bar, metrics=running_metrics(totals, optimizer))
                     progress.advance(batch_bar)
                 seconds = elapsed(started, device)
 

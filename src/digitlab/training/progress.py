@@ -3,6 +3,7 @@ TensorBoard. Rank 0 alone writes; the other ranks get a quiet console."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from rich.console import Console
@@ -10,22 +11,49 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 import digitlab
 from digitlab.config import Config, to_toml
 from digitlab.data import Dataset, Split
 from digitlab.i18n import _
 from digitlab.io import append_jsonl, atomic_write_text, dumps_json
+from digitlab.training.optim import current_lr
+from digitlab.training.step import EpochTotals
+
+
+class MetricsColumn(ProgressColumn):
+    """The batch bar's running loss, accuracy and learning rate (its "metrics" field)."""
+
+    def render(self, task: Task) -> Text:
+        return Text(task.fields.get("metrics", ""))
 
 
 def make_progress(console: Console) -> Progress:
+    """The epoch and batch bars, in a terminal and in Jupyter (rich draws there through
+    ipywidgets); elsewhere (a log file, a pipe) only the lines are printed."""
+    live = console.is_terminal or (console.is_jupyter and
+                                   importlib.util.find_spec("ipywidgets") is not None)
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=console, disable=not console.is_terminal)
+                    MetricsColumn(), console=console, disable=not live)
+
+
+def metrics_text(loss: float, accuracy: float, lr: float) -> str:
+    return _("loss {loss:.4f} | acc {accuracy:.2f}% | lr {lr:.3g}").format(
+        loss=loss, accuracy=100 * accuracy, lr=lr)
+
+
+def running_metrics(totals: EpochTotals, optimizer) -> str:
+    """The epoch so far and the current learning rate, for the batch bar: a host sync, so the
+    loop asks only on the batches it checks (train.log_interval, every one on a CPU)."""
+    return metrics_text(*totals.running(), current_lr(optimizer))
 
 
 def header(dataset: Dataset, train: Split, val: Split | None, cfg: Config, device,
