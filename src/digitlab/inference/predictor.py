@@ -46,7 +46,10 @@ class Predictor(Run):
         """(the uint8 [N, 28, 28] the model saw, its probabilities [N, C]): the digits are
         deskewed first when the model was trained so (data.deskew), exactly as its training
         images were."""
-        images = torch.as_tensor(np.asarray(digits), dtype=torch.uint8)
+        if isinstance(digits, torch.Tensor):
+            images = digits.detach().to("cpu", torch.uint8)
+        else:  # a copy: arrays read from files are often read-only, which torch warns about
+            images = torch.from_numpy(np.array(digits, dtype=np.uint8))
         if self.cfg.data.deskew:
             images = deskew(images)
         logits = self.model(normalize(images.to(self.device), self.mean, self.std)).float()

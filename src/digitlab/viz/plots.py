@@ -64,11 +64,26 @@ def predictions_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Te
     save_figure(fig, path)
 
 
+def new_figure(figsize: tuple[float, float]):
+    """A Figure outside pyplot (nothing global: no backend switch, no figure kept alive), with
+    an Agg canvas to draw on; returned to Python callers (digitlab.api) or saved."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def curves(history: list[dict], path: str | Path) -> None:
+    save_figure(curves_figure(history), path)
+
+
+def curves_figure(history: list[dict]):
     """Loss and accuracy per epoch for every split logged, and the learning rate."""
-    plt = pyplot()
     epochs = [r["epoch"] for r in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = new_figure((13, 3.6))
+    axes = fig.subplots(1, 3)
     for split, style in (("train", "-"), ("val", "--"), ("test", ":")):
         if f"{split}_loss" in history[0]:
             axes[0].plot(epochs, [r[f"{split}_loss"] for r in history], style, marker="o",
@@ -84,15 +99,19 @@ def curves(history: list[dict], path: str | Path) -> None:
     axes[0].legend()
     axes[1].legend()
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
 def confusion(matrix: torch.Tensor, classes: tuple[str, ...], path: str | Path) -> None:
+    save_figure(confusion_figure(matrix, classes), path)
+
+
+def confusion_figure(matrix: torch.Tensor, classes: tuple[str, ...]):
     """Counts, and the row-normalized view (each true class sums to 1)."""
-    plt = pyplot()
     counts = matrix.cpu().float()
     normalized = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
+    fig = new_figure((13, 5.6))
+    axes = fig.subplots(1, 2)
     for ax, data, title, fmt in ((axes[0], counts, "counts", "{:.0f}"),
                                  (axes[1], normalized, "row-normalized (recall on the diagonal)",
                                   "{:.2f}")):
@@ -111,7 +130,7 @@ def confusion(matrix: torch.Tensor, classes: tuple[str, ...], path: str | Path) 
                     ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7,
                             color="white" if value > limit else "black")
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
 
 
 def gallery(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,

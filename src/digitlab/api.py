@@ -1,0 +1,210 @@
+"""The Python API: train a model, open a run directory and use it, from a notebook or a script.
+
+    import digitlab as dl
+    run = dl.train(dl.Config(), set={"model.name": "cnn", "train.epochs": 3})
+    run.summary["test_accuracy"], run.metrics, run.model
+    labels, probabilities = run.predict(images)   # uint8 [N, 28, 28], or image files
+    run.plot("curves")                            # a matplotlib Figure
+    run = dl.load_run("runs/...")                 # the same Run, from disk
+
+A thin layer over what the CLI runs: `train` is digitlab.training.loop.train followed by the
+evaluation `digitlab train` writes (viz.analysis.evaluate_run); a Run reads the run directory,
+and its model and predictions come from inference.predictor.Predictor, so the Python API, the
+CLI, predict and serve always agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from digitlab.config import Config, apply_overrides, read_toml
+from digitlab.errors import CheckpointError, ConfigError, TrainingError, UsageError
+from digitlab.i18n import _
+from digitlab.inference.predictor import Predictor, as_label, expand_inputs
+from digitlab.inference.preprocess import preprocess
+from digitlab.io import read_jsonl
+from digitlab.registry import closest
+
+Images = np.ndarray | torch.Tensor | str | Path | Sequence[str | Path]
+
+
+def load_config(path: str | Path) -> Config:
+    """The Config a TOML file describes (a preset from configs/, or a run's config.toml):
+    the defaults, then the file's [section] keys; ConfigError naming the key otherwise."""
+    return Config.from_toml(path)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run directory: its config, summary and per-epoch metrics as written on disk,
+    and, loaded on first use, the model it reports (the best epoch's weights when early stopping
+    restored them, else the last ones), in eval mode."""
+
+    run_dir: Path
+    config: Config
+    summary: dict  # summary.json
+    metrics: list[dict]  # metrics.jsonl: one dict per epoch
+    device: str = field(default="auto", compare=False)  # where the model is loaded
+
+    @functools.cached_property
+    def predictor(self) -> Predictor:
+        """The Predictor `digitlab predict` and `serve` use for this run."""
+        return Predictor.load(self.run_dir, device=self.device)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The trained nn.Module, in eval mode, on the run's device."""
+        return self.predictor.model
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.predictor.classes
+
+    def predict(self, images: Images) -> tuple[list[int | str], torch.Tensor]:
+        """(labels, probabilities [N, C] on the CPU) for uint8 [N, 28, 28] digits (white ink on
+        black, as in MNIST), or for image files and folders, preprocessed as `digitlab predict`
+        does. Probabilities carry the run's calibration temperature; labels are ints for digit
+        classes, names otherwise."""
+        if isinstance(images, (str, Path)):
+            images = [images]
+        if isinstance(images, (list, tuple)):
+            digits = self._read_files(images)
+        else:
+            digits = _check_digits(images)
+        _seen, probabilities = self.predictor.read(digits)
+        labels = [as_label(self.classes[i]) for i in probabilities.argmax(dim=1).tolist()]
+        return labels, probabilities
+
+    def _read_files(self, paths: Sequence[str | Path]) -> np.ndarray:
+        if not all(isinstance(p, (str, Path)) for p in paths):
+            raise UsageError(_("predict takes an array of digits or a list of image paths, not "
+                               "a list of {kind}").format(kind=type(paths[0]).__name__))
+        files = expand_inputs([str(p) for p in paths])
+        if not files:
+            raise UsageError(_("no image files found in {paths}").format(
+                paths=" ".join(str(p) for p in paths)))
+        return np.stack([preprocess(f) for f in files])
+
+    def plot(self, name: str):
+        """A matplotlib Figure (Jupyter shows it inline): "curves" (loss, accuracy and learning
+        rate per epoch) or "confusion" (the test confusion matrix of evaluation.json); the same
+        figures as plots/curves.png and plots/confusion.png."""
+        if name not in PLOTS:
+            raise UsageError(_("unknown plot {name!r}{hint}; choose from {names}").format(
+                name=name, hint=closest(name, list(PLOTS)), names=list(PLOTS)))
+        fig = PLOTS[name](self)
+        fig._repr_png_ = functools.partial(_png, fig)  # shown inline without pyplot's backend
+        return fig
+
+
+def _png(fig) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _curves(run: Run):
+    from digitlab.viz.plots import curves_figure
+
+    if not run.metrics:
+        raise UsageError(_("{run_dir}/metrics.jsonl holds no epochs to plot").format(
+            run_dir=run.run_dir))
+    return curves_figure(run.metrics)
+
+
+def _confusion(run: Run):
+    from digitlab.viz.plots import confusion_figure
+
+    path = run.run_dir / "evaluation.json"
+    if not path.is_file():
+        raise UsageError(_("{path} does not exist: run `digitlab evaluate {run_dir}` first").format(
+            path=path, run_dir=run.run_dir))
+    evaluation = json.loads(path.read_text(encoding="utf-8"))
+    return confusion_figure(torch.tensor(evaluation["confusion"]), tuple(evaluation["per_class"]))
+
+
+PLOTS: dict[str, Callable[[Run], object]] = {"curves": _curves, "confusion": _confusion}
+
+
+def _check_digits(images: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """uint8 [N, 28, 28], or a UsageError saying what to change."""
+    if not isinstance(images, (np.ndarray, torch.Tensor)):
+        raise UsageError(_("predict takes a uint8 array or tensor [N, 28, 28], or a list of image "
+                           "paths; got {kind}").format(kind=type(images).__name__))
+    shape = tuple(images.shape)
+    if len(shape) != 3 or shape[1:] != (28, 28):
+        raise UsageError(_("predict takes digits of shape [N, 28, 28], got {shape}; one image "
+                           "is images[None]").format(shape=list(shape)))
+    if images.dtype not in (np.uint8, torch.uint8):
+        raise UsageError(_("predict takes uint8 pixels 0..255 (white ink on black), got "
+                           "{dtype}; convert with (x * 255).round() and .astype(np.uint8)")
+                         .format(dtype=images.dtype))
+    return images
+
+
+def load_run(path: str | Path, *, device: str = "auto") -> Run:
+    """The run `digitlab train --out DIR` or `train()` wrote in `path`; CheckpointError when
+    the folder is not a finished run. The model is loaded on `device` on first use."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise CheckpointError(_("{path}: no such run directory; give a folder that `digitlab "
+                                "train --out DIR` or digitlab.train() wrote").format(path=path))
+    missing = [name for name in ("config.toml", "summary.json") if not (run_dir / name).is_file()]
+    if missing:
+        raise CheckpointError(_("{path} is not a finished run directory (no {files} there); give "
+                                "a folder that `digitlab train --out DIR` or digitlab.train() "
+                                "wrote").format(path=path, files=" or ".join(missing)))
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(_("cannot read {path}: {error}").format(
+            path=run_dir / "summary.json", error=e)) from None
+    return Run(run_dir, load_config(run_dir / "config.toml"), summary,
+               read_jsonl(run_dir / "metrics.jsonl"), device)
+
+
+def train(config: Config | str | Path | None = None, *,
+          set: Mapping[str, object] | None = None) -> Run:  # noqa: A002 (the CLI's --set)
+    """Train as `digitlab train` does and return the finished Run (evaluation.json, plots/
+    and report.html written too).
+
+    config: a Config, a TOML file (see load_config) or None for the defaults.
+    set: {"section.key": value} applied on top, like --set (e.g. {"train.epochs": 3}).
+    Like `digitlab train` without --dataset, a run that never names its dataset falls back to
+    the bundled digits set when MNIST can be neither found nor downloaded.
+    """
+    from digitlab.training import distributed
+    from digitlab.training.loop import train as train_loop
+    from digitlab.viz.analysis import evaluate_run
+
+    overrides = dict(set or {})
+    bad = [key for key in overrides if not isinstance(key, str)]
+    if bad:
+        raise ConfigError(_("set takes {{'section.key': value}}, e.g. {{'train.epochs': 3}}; "
+                            "got the key {key!r}").format(key=bad[0]))
+    if isinstance(config, (str, Path)):
+        overrides = {**read_toml(config), **overrides}
+        config = None
+    cfg = apply_overrides(config or Config(), overrides)
+    named = "data.name" in overrides or (config is not None
+                                         and config.data.name != Config().data.name)
+    summary = train_loop(cfg, fallback=not named)
+    if summary["status"] != "completed":
+        raise TrainingError(_("training failed: the test loss is not finite; see {run_dir}/"
+                              "summary.json and retrain with a lower learning rate").format(
+            run_dir=summary["run_dir"]))
+    if distributed.is_main_process():  # evaluation.json, plots/ and report.html, once
+        evaluate_run(summary["run_dir"], device=summary["device"])
+    return load_run(summary["run_dir"])
+
+
+__all__ = ["Config", "Run", "load_config", "load_run", "train"]
