@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help=_("continue RUN_DIR from its last checkpoint, in place (with --epochs N "
                         "to extend it); other settings come from RUN_DIR/config.toml"))
+    p.add_argument("--print-config", action="store_true",
+                   help=_("print the resolved config as TOML and exit, without training"))
 
     p = sub.add_parser("plot", parents=[common], help=_("draw figures: activations, losses, "
                        "schedule, temperature, augment, filters, run"))
@@ -92,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run_dir", metavar="RUN_DIR", help=_("a run directory made by digitlab train"))
     q.add_argument("--data-dir", help=_("folder with the dataset files"))
     q.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
+
+    p = sub.add_parser("config", parents=[common], help=_("show a run's recorded config"))
+    config = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = config.add_parser("show", help=_("print a run's config.toml, every key resolved"))
+    q.add_argument("run_dir", metavar="RUN_DIR", help=_("a run directory made by digitlab train"))
+
+    p = sub.add_parser("compare", parents=[common],
+                       help=_("compare runs: the settings that differ, results and curves"))
+    p.add_argument("run_dirs", metavar="RUN_DIR", nargs="+",
+                   help=_("two or more run directories made by digitlab train"))
+    p.add_argument("--out", default="compare.png",
+                   help=_("PNG path for the overlaid curves (default: compare.png)"))
 
     p = sub.add_parser("sweep", parents=[common],
                        help=_("train a grid of configurations, one run each, and compare them"))

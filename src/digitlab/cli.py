@@ -27,6 +27,8 @@ def cmd_train(args) -> int:
             raise UsageError(_("--resume continues a run with its own config; it takes only "
                                "--epochs, not {options}").format(options=" ".join(others)))
         cfg = resume_config(args.resume, args.epochs)
+        if args.print_config:
+            return print_config(cfg)
         finished = finished_line(cfg)
         if finished:  # nothing to train, evaluate or rewrite
             print(finished)
@@ -37,12 +39,37 @@ def cmd_train(args) -> int:
                      ("dataset", "model", "epochs", "seed", "lr", "batch_size", "device",
                       "data_dir", "out")}
         cfg, explicit = build_config(args.config, args.sets, shortcuts)
+        if args.print_config:
+            return print_config(cfg)
         # Only a dataset left at its default may fall back to the bundled one when offline.
         summary = train(cfg, fallback="data.name" not in explicit)
     if summary["status"] != "completed":
         return 1
     if distributed.is_main_process():  # evaluation.json, plots/ and report.html, once
         evaluate_run(summary["run_dir"], device=summary["device"])
+    return 0
+
+
+def print_config(cfg) -> int:
+    """train --print-config: the resolved config, as the run's config.toml would hold it."""
+    from digitlab.config import to_toml
+
+    print(to_toml(cfg), end="")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from digitlab.viz.compare import config_text
+
+    print(config_text(args.run_dir), end="")  # the only action: show
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from digitlab.viz.compare import compare
+
+    path = compare(args.run_dirs, args.out)
+    print(_("wrote {path}").format(path=path))
     return 0
 
 
@@ -280,7 +307,8 @@ def cmd_sweep(args) -> int:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "sweep": cmd_sweep,
             "bench": cmd_bench, "predict": cmd_predict, "serve": cmd_serve,
-            "export": cmd_export, "list": cmd_list}
+            "export": cmd_export, "list": cmd_list, "config": cmd_config,
+            "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -239,6 +239,7 @@ class TrainConfig:
     seed: int = 42  # seeds init, shuffling, splits and dropout; same seed, same run (CPU)
     device: str = "auto"  # "auto" = cuda, then mps, then cpu; or e.g. "cpu", "cuda:1"
     log_interval: int = 100  # print the batch loss every N batches (a host sync each time)
+    log_every_steps: int = 0  # a row every N optimizer steps in RUN_DIR/steps.jsonl, .csv (0 = off)
     out: str = ""  # run directory; "" = runs/<timestamp>-<dataset>-<model>
     amp: str = "off"  # autocast: "off", "bf16" (CPU and CUDA), "fp16" (CUDA, with GradScaler)
     clip_norm: float = 0.0  # clip the global gradient norm to this (0 = off)
@@ -261,6 +262,8 @@ class TrainConfig:
                N_("an integer from 0 to 4294967295 (numpy's seed range)"), self.seed)
         check(self.log_interval >= 1, "train.log_interval", N_("an integer >= 1"),
                self.log_interval)
+        check(self.log_every_steps >= 0, "train.log_every_steps",
+              N_("an integer >= 0 (0 = off)"), self.log_every_steps)
         ok = self.device in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d{1,4}",
                                                                             self.device)
         check(ok, "train.device", N_("'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"), self.device)
@@ -292,6 +295,14 @@ class Config:
         """Checks that span sections; each section has checked its own fields."""
         _check_epochs_and_validation(self)
         _check_optimizer_and_loss(self)
+
+    @classmethod
+    def from_toml(cls, path) -> Config:
+        """The Config a TOML file describes (a preset from configs/, a run's config.toml): the
+        defaults, then the file's [section] keys, checked as --config checks them."""
+        from digitlab.config.loading import apply_overrides, read_toml
+
+        return apply_overrides(cls(), read_toml(path))
 
 
 def _check_epochs_and_validation(cfg: Config) -> None:
