@@ -39,12 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=_("show full tracebacks on errors"))
     lang_help = _("language of messages and help: en or bn (default: $DIGITLAB_LANG, else en)")
     parser.add_argument("--lang", choices=tuple(LANGUAGES), help=lang_help)
+    import_help = _("import MODULE first, e.g. one that registers your own model (repeatable; "
+                    "the current folder is searched first)")
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE", help=import_help)
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand without --debug must not reset a --debug given before it
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help=_("show full tracebacks on errors"))
     common.add_argument("--lang", choices=tuple(LANGUAGES), default=argparse.SUPPRESS,
                         help=lang_help)
+    # its own dest: a subcommand's --import adds to, not replaces, one given before it
+    common.add_argument("--import", dest="imports_after", action="append",
+                        default=argparse.SUPPRESS, metavar="MODULE", help=import_help)
     # not required: a bare `digitlab` prints this help (cli.main)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -38,7 +38,7 @@ def cmd_train(args) -> int:
         shortcuts = {name: getattr(args, name) for name in
                      ("dataset", "model", "epochs", "seed", "lr", "batch_size", "device",
                       "data_dir", "out")}
-        cfg, explicit = build_config(args.config, args.sets, shortcuts)
+        cfg, explicit = build_config(args.config, recorded_imports(args) + args.sets, shortcuts)
         if args.print_config:
             return print_config(cfg)
         # Only a dataset left at its default may fall back to the bundled one when offline.
@@ -290,7 +290,7 @@ def cmd_sweep(args) -> int:
     shortcuts = {name: getattr(args, name) for name in
                  ("dataset", "model", "epochs", "seed", "lr", "batch_size", "device", "data_dir")}
     sweep = plan_sweep(args.grid, args.out, seeds=args.seeds, config_file=args.config,
-                       sets=args.sets, shortcuts=shortcuts)
+                       sets=recorded_imports(args) + args.sets, shortcuts=shortcuts)
     rows = []
     for row in run_sweep(sweep):
         rows.append(row)
@@ -303,6 +303,22 @@ def cmd_sweep(args) -> int:
     print(_("{runs} runs, {failed} failed: {folder}/sweep.csv, sweep.png, report.html").format(
         runs=len(rows), failed=failed, folder=args.out))
     return 0
+
+
+def load_plugins(args) -> None:
+    """The digitlab.plugins entry points, then each --import MODULE, before the command."""
+    from digitlab.plugins import import_modules, load_entry_points
+
+    args.imports = [*args.imports, *getattr(args, "imports_after", [])]
+    load_entry_points()
+    import_modules(args.imports, "--import")
+
+
+def recorded_imports(args) -> list[str]:
+    """--import MODULE as --set train.imports=[...], so the run records it (a --set wins)."""
+    from digitlab.config import toml_value
+
+    return [f"train.imports={toml_value(args.imports)}"] if args.imports else []
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "sweep": cmd_sweep,
@@ -329,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        load_plugins(args)
         return COMMANDS[args.command](args)
     except DigitlabError as e:
         if args.debug:

@@ -12,6 +12,7 @@ from pathlib import Path
 from digitlab.config.sections import SECTIONS, Config
 from digitlab.errors import ConfigError
 from digitlab.i18n import _
+from digitlab.plugins import PluginError, import_modules
 from digitlab.registry import closest
 
 if sys.version_info >= (3, 11):
@@ -190,6 +191,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, object]) -> Config:
         section, name = _split_key(key)
         typ = typing.get_type_hints(SECTIONS[section])[name]
         per_section.setdefault(section, {})[name] = _coerce(key, value, typ)
+    # before any section is built: model.name may name a model that a plugin registers
+    import_modules(per_section.get("train", {}).get("imports", ()), "train.imports")
     changes = {
         section: dataclasses.replace(getattr(cfg, section), **values)
         for section, values in per_section.items()
@@ -236,8 +239,12 @@ def to_toml(cfg: Config) -> str:
 
 
 def load_run_config(path: str | Path) -> Config:
-    """The config a run directory recorded in its config.toml."""
-    return apply_overrides(Config(), read_toml(path))
+    """The config a run directory recorded in its config.toml; its train.imports (plugin
+    modules) are imported first, and only those."""
+    try:
+        return apply_overrides(Config(), read_toml(path))
+    except PluginError as e:
+        raise PluginError(f"{path}: {e}") from e
 
 
 def check_teacher(run_dir: str) -> Config:

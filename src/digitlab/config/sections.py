@@ -29,6 +29,7 @@ from digitlab.config.data import DataConfig
 from digitlab.errors import ConfigError
 from digitlab.i18n import N_, _
 from digitlab.models import ACTIVATIONS, INIT_SCHEMES, MODELS
+from digitlab.plugins import check_module_name
 from digitlab.training.losses import LOSSES
 from digitlab.training.optim import OPTIMIZERS, SCHEDULERS
 
@@ -254,6 +255,7 @@ class TrainConfig:
     min_delta: float = 0.0  # the smallest change that counts as an improvement
     tensorboard: bool = False  # also log epoch scalars to RUN_DIR/tensorboard (pip tensorboard)
     preset: str = ""  # the preset this run started from (configs/NAME.toml sets it); serve shows it
+    imports: tuple[str, ...] = ()  # plugin modules (--import) imported again to load the run
 
     def __post_init__(self):
         check_values(self, "train")
@@ -280,6 +282,8 @@ class TrainConfig:
         check(re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,39}", self.preset) is not None or
               self.preset == "", "train.preset",
               N_("empty or a short name: up to 40 of a-z, 0-9, '.', '_', '-'"), self.preset)
+        for i, name in enumerate(self.imports):
+            check_module_name(name, f"train.imports[{i}]")
 
 
 @dataclass(frozen=True)

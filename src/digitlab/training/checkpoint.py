@@ -31,6 +31,7 @@ from digitlab.errors import CheckpointError, DigitlabError
 from digitlab.i18n import _
 from digitlab.io import atomic_write_bytes
 from digitlab.models import build_model
+from digitlab.plugins import PluginError
 
 FORMAT = "digitlab-checkpoint-1"
 
@@ -252,6 +253,8 @@ def model_spec(meta: dict, path: Path) -> tuple[Config, tuple[str, ...]]:
         if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
             raise TypeError(_("it must be a table of [sections]"))
         cfg = from_dict(config)
+    except PluginError as e:  # its train.imports: the module's own one line
+        raise CheckpointError(f"{path}: {e}") from e
     except (DigitlabError, TypeError, ValueError, OverflowError, AttributeError) as e:
         raise CheckpointError(_("{path}: its metadata is not a valid digitlab config ({error})")
                               .format(path=path, error=_brief(e, 300))) from None
