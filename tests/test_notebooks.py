@@ -1,0 +1,128 @@
+"""The notebooks in notebooks/{en,bn}: committed without outputs, mirrored across the two
+languages, and executed end to end (on the bundled digits set, in a temporary folder)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from helpers import REPO
+
+NOTEBOOKS = REPO / "notebooks"
+NAMES = ["01-quickstart.ipynb", "02-activations-and-losses.ipynb"]
+PATHS = [NOTEBOOKS / lang / name for lang in ("en", "bn") for name in NAMES]
+CELL_TIMEOUT = 120  # seconds; each notebook takes a few seconds on the digits set
+
+
+def read(path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def code_cells(notebook: dict) -> list[str]:
+    return ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+
+
+def markdown(notebook: dict) -> str:
+    return "\n".join("".join(c["source"]) for c in notebook["cells"]
+                     if c["cell_type"] == "markdown")
+
+
+def test_every_notebook_is_listed():
+    found = sorted(p.relative_to(NOTEBOOKS).as_posix() for p in NOTEBOOKS.rglob("*.ipynb"))
+    assert found == sorted(p.relative_to(NOTEBOOKS).as_posix() for p in PATHS)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_committed_without_outputs(path):
+    notebook = read(path)
+    assert notebook["nbformat"] == 4
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], f"{path.name}: strip the outputs before committing"
+            assert cell["execution_count"] is None, f"{path.name}: an execution count is left"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_languages_mirror_each_other(name):
+    from helpers import bengali_share
+
+    english, bengali = read(NOTEBOOKS / "en" / name), read(NOTEBOOKS / "bn" / name)
+    assert code_cells(bengali) == code_cells(english), "the code cells must be the same"
+    assert f"../bn/{name}" in markdown(english) and f"../en/{name}" in markdown(bengali)
+    assert bengali_share(markdown(bengali)) > 0.5, f"bn/{name} reads mostly as English"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_notebooks_read_the_ci_switch(name):
+    setup = code_cells(read(NOTEBOOKS / "en" / name))[0]
+    assert 'os.environ.get("DIGITLAB_NOTEBOOK_DATASET", "mnist")' in setup
+
+
+def execute(path, tmp_path, monkeypatch):
+    """The notebook run with nbclient in tmp_path (runs are written there), on digits."""
+    nbclient = pytest.importorskip("nbclient", reason="pip install -e '.[dev]' for nbclient")
+    nbformat = pytest.importorskip("nbformat", reason="pip install -e '.[dev]' for nbformat")
+    pytest.importorskip("ipykernel", reason="pip install -e '.[dev]' for ipykernel")
+    monkeypatch.setenv("DIGITLAB_NOTEBOOK_DATASET", "digits")
+    monkeypatch.setenv("DIGITLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend, as in Jupyter
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    notebook = nbformat.read(path, as_version=4)
+    started = time.perf_counter()
+    nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return notebook, time.perf_counter() - started
+
+
+def text_of(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
+
+
+def images_in(notebook) -> int:
+    return sum("image/png" in o.get("data", {}) for c in notebook.cells if c.cell_type == "code"
+               for o in c.outputs)
+
+
+def all_text(notebook) -> str:
+    return "\n".join(text_of(c) for c in notebook.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("lang", ["en", "bn"])
+def test_quickstart_runs(lang, tmp_path, monkeypatch):
+    notebook, seconds = execute(NOTEBOOKS / lang / NAMES[0], tmp_path, monkeypatch)
+    text = all_text(notebook)
+    assert float(re.search(r"test accuracy: ([\d.]+)", text)[1]) > 0.7, text
+    assert "scikit-learn digits: 1,437 training and 360 test images" in text
+    assert "Linear(in_features=784" in text and "parameters" in text
+    right = re.search(r"right: (\d+) of 24", text)
+    assert right and int(right[1]) >= 12, text
+    assert re.search(r"my_seven\.png reads as: \d", text), text
+    assert "same run: True" in text
+    assert (tmp_path / "my_seven.png").is_file()
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 1
+    assert images_in(notebook) >= 5  # samples, curves, confusion, predictions, the drawing
+    assert seconds < 90, f"the quickstart took {seconds:.0f} s on digits; keep it fast"
+
+
+@pytest.mark.parametrize("lang", ["en", "bn"])
+def test_activations_and_losses_runs(lang, tmp_path, monkeypatch):
+    notebook, seconds = execute(NOTEBOOKS / lang / NAMES[1], tmp_path, monkeypatch)
+    text = all_text(notebook)
+    relu = re.search(r"^relu\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$", text, re.M)
+    assert relu and [float(g) for g in relu.groups()] == [0.0, 0.0, 1.0, 1.0], text
+    cross_entropy = re.search(r"^cross-entropy\s+(\S+)\s+(\S+)\s+(\S+)$", text, re.M)
+    assert cross_entropy, text
+    losses = [float(v) for v in cross_entropy.groups()]
+    assert losses[0] > losses[1] > losses[2] > 0  # a higher true logit, a lower loss
+    rows = re.findall(r"^\s*(\S+)\s+([\d.]+)\s+([\d.]+)%$", text, re.M)
+    assert [float(lr) for lr, _, _ in rows] == [1e-4, 1e-3, 1e-2], text
+    assert all(0 <= float(acc) <= 100 for _, _, acc in rows)
+    assert max(float(acc) for _, _, acc in rows) > 50, text
+    assert re.search(r"best learning rate: \S+", text)
+    assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 3
+    assert images_in(notebook) >= 2  # the activations and the losses
+    assert seconds < 90, f"the notebook took {seconds:.0f} s on digits; keep it fast"
