@@ -241,3 +241,19 @@ def test_sweep_prints_each_result_and_a_table(tmp_path, capsys, no_analysis):
     assert f"{100 * summary['test_accuracy']:.2f}%" in row and "completed" in row
     assert any("1000000.0" in line and "failed" in line for line in lines[second + 2:])
     assert lines[-1].startswith("2 runs, 1 failed")
+
+
+def test_plotting_keeps_a_backend_the_user_chose():
+    # digitlab forced Agg on every plot, which switched a notebook's inline backend off:
+    # the user's own plt.show() then drew nothing
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; "
+            "from digitlab.viz.plots import pyplot; pyplot(); print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
+    code = "from digitlab.viz.plots import pyplot; import matplotlib; pyplot(); " \
+           "print(matplotlib.get_backend())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().lower() == "agg"  # the CLI: no display needed

@@ -11,9 +11,15 @@ from digitlab.io import atomic_write_bytes
 
 
 def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed; never opens a window), unless
+    pyplot is already in use or this runs in a Jupyter kernel: a notebook's inline backend
+    stays, so that the user's own plt.show() still draws after digitlab has plotted."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")  # no display needed; never opens a window
+    if "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
