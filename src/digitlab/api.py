@@ -173,17 +173,26 @@ def load_run(path: str | Path, *, device: str = "auto") -> Run:
 
 
 def train(config: Config | str | Path | None = None, *,
-          set: Mapping[str, object] | None = None) -> Run:  # noqa: A002 (the CLI's --set)
+          set: Mapping[str, object] | None = None,  # noqa: A002 (the CLI's --set)
+          model: torch.nn.Module | None = None, data: tuple | None = None) -> Run:
     """Train as `digitlab train` does and return the finished Run (evaluation.json, plots/
     and report.html written too).
 
     config: a Config, a TOML file (see load_config) or None for the defaults.
     set: {"section.key": value} applied on top, like --set (e.g. {"train.epochs": 3}).
+    model: your own nn.Module, trained from its weights; its class must be a registered model
+    (@MODELS.register, see "Your own model"), or model.name must name the registered builder
+    that makes it, so the run can be loaded again. Its module goes into train.imports.
+    data: your own (train_images, train_labels, test_images, test_labels), uint8 [N, 28, 28]
+    (white ink on black) and integer class indices [N], arrays or tensors; or a pair of
+    torch Datasets (train, test) yielding (image, label). The run records the dataset "user":
+    `digitlab evaluate` and --resume cannot read these tensors again.
     Like `digitlab train` without --dataset, a run that never names its dataset falls back to
     the bundled digits set when MNIST can be neither found nor downloaded.
     """
     from digitlab.training import distributed
     from digitlab.training.loop import train as train_loop
+    from digitlab.training.setup import given_dataset, user_splits
     from digitlab.viz.analysis import evaluate_run
 
     overrides = dict(set or {})
@@ -197,14 +206,57 @@ def train(config: Config | str | Path | None = None, *,
     cfg = apply_overrides(config or Config(), overrides)
     named = "data.name" in overrides or (config is not None
                                          and config.data.name != Config().data.name)
-    summary = train_loop(cfg, fallback=not named)
+    if model is not None:
+        cfg = apply_overrides(cfg, _model_overrides(model, cfg, "model.name" in overrides))
+    dataset = None if data is None else given_dataset(*user_splits(data), cfg)
+    summary = train_loop(cfg, fallback=not named, dataset=dataset, init=model)
     if summary["status"] != "completed":
         raise TrainingError(_("training failed: the test loss is not finite; see {run_dir}/"
                               "summary.json and retrain with a lower learning rate").format(
             run_dir=summary["run_dir"]))
-    if distributed.is_main_process():  # evaluation.json, plots/ and report.html, once
+    if distributed.is_main_process() and dataset is not None:  # on the same tensors
+        _evaluate_given(Path(summary["run_dir"]), summary["device"], dataset)
+    elif distributed.is_main_process():  # evaluation.json, plots/ and report.html, once
         evaluate_run(summary["run_dir"], device=summary["device"])
     return load_run(summary["run_dir"])
+
+
+def _model_overrides(model: torch.nn.Module, cfg: Config, named: bool) -> dict[str, object]:
+    """model.name for `model` (the name its class is registered under, else the model.name
+    given, whose builder training checks makes that class) and train.imports with the module
+    that registers it, so that loading the run imports it again."""
+    from digitlab.models import MODELS
+
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(_("model= takes an nn.Module instance, got {kind}").format(
+            kind=type(model).__name__))
+    names = [name for name in MODELS.names() if MODELS.get(name) is type(model)]
+    if not names and not named:
+        raise UsageError(_("model=: {kind} is not a registered model, so the run could not be "
+                           "loaded again; register the class with @MODELS.register(\"name\") "
+                           "(from digitlab.models import MODELS) in a module of yours (--import "
+                           "it for the CLI), or name its registered builder with "
+                           "set={{'model.name': ...}}").format(kind=type(model).__name__))
+    name = names[0] if names else cfg.model.name
+    module = MODELS.get(name).__module__
+    imports = cfg.train.imports
+    if module not in imports and module != "__main__" and module.split(".")[0] != "digitlab":
+        imports = (*imports, module)  # __main__ cannot be imported again: this session only
+    return {"model.name": name, "train.imports": list(imports)}
+
+
+def _evaluate_given(run_dir: Path, device: str, dataset) -> dict:
+    """What evaluate_run does after training, on the user's own test split."""
+    from digitlab.inference.run import load_run as load_model
+    from digitlab.viz.analysis import analyze
+
+    run = load_model(run_dir, device)
+    recorded = run.meta.get("calibration")
+    return analyze(run.model, dataset, run.cfg, run.device, run_dir,
+                   extra={"checkpoint": str(run.path), "epoch": run.meta.get("epoch"),
+                          "device": str(run.device)},
+                   temperature=run.temperature,
+                   recorded=recorded if isinstance(recorded, dict) else {})
 
 
 __all__ = ["Config", "Run", "load_config", "load_run", "train"]

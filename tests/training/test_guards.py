@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from digitlab.training import loop, losses
+from digitlab.training import losses, setup
 from digitlab.training.checkpoint import load_checkpoint
 from digitlab.training.losses import looks_like_probabilities
 from digitlab.viz import analysis
@@ -105,8 +105,8 @@ def double_softmax_warnings(record) -> list:
 def train_softmax_models(monkeypatch) -> None:
     """Make train() build the configured model with a softmax on top. Its checkpoints do not
     fit the config any more, so the command's analysis (which reloads them) is skipped."""
-    real_build_model = loop.build_model
-    monkeypatch.setattr(loop, "build_model", lambda *args, **kwargs: nn.Sequential(
+    real_build_model = setup.build_model  # training.setup.initial_model builds it for train()
+    monkeypatch.setattr(setup, "build_model", lambda *args, **kwargs: nn.Sequential(
         real_build_model(*args, **kwargs), nn.Softmax(dim=1)))
     monkeypatch.setattr(analysis, "evaluate_run", lambda *args, **kwargs: {})
 

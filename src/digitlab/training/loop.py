@@ -31,8 +31,7 @@ from digitlab.data.balance import balancing_weights, epoch_balance
 from digitlab.data.loader import epoch_batches
 from digitlab.i18n import _, ngettext
 from digitlab.io import write_json
-from digitlab.models import build_model
-from digitlab.training import distributed
+from digitlab.training import distributed, setup
 from digitlab.training.calibration import calibrate, calibration_line
 from digitlab.training.checkpoint import (
     load_checkpoint,
@@ -77,13 +76,14 @@ def deterministic(enabled: bool):
         torch.backends.cudnn.benchmark = before[2]
 
 
-def train(cfg: Config, fallback: bool = False, console: Console | None = None,
-          resume: bool = False) -> dict:
+def train(cfg: Config, fallback: bool = False, console: Console | None = None, resume: bool = False,
+          dataset: Dataset | None = None, init: torch.nn.Module | None = None) -> dict:
     """Train with `cfg`; returns the summary also written to RUN_DIR/summary.json.
 
     fallback: when MNIST was not chosen explicitly and cannot be found or downloaded, train on
     the bundled `digits` set after a notice instead of failing.
     resume: continue the run in cfg.train.out from its last checkpoint (see resume_config).
+    dataset, init: the user's own data and initial model (setup.load_data, initial_model).
     """
     console = console or Console(highlight=False, soft_wrap=True, markup=False)
     seed_everything(cfg.train.seed)
@@ -96,7 +96,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
 
     # ---- data; the run directory comes once everything has been built (bad input writes
     # nothing) ------------------------------------------------------------------------------
-    dataset, cfg, notice = load_data(cfg, fallback, console)
+    dataset, cfg, notice = load_data(cfg, fallback, console, dataset)
     num_classes = len(dataset.classes)
     train_split, val = training_splits(dataset, cfg)
     train_loader = make_loader(train_split, cfg.data.loader, cfg.data.batch_size, device,
@@ -116,7 +116,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None,
                                        num_classes) for balance in balances]
 
     # ---- model, loss, optimizer, schedule, autocast (a scaler only for fp16) -----------------
-    model = build_model(cfg.model, num_classes).to(device)
+    model = setup.initial_model(cfg, num_classes, init).to(device)
     if cfg.train.channels_last:  # conv weights NHWC; 4-d activations follow their layout
         model = model.to(memory_format=torch.channels_last)
     raw_model = model  # checkpoints hold the plain module, not a compiled or DDP wrapper

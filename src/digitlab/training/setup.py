@@ -8,23 +8,32 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 
 from digitlab.config import Config, check_teacher, load_run_config
 from digitlab.data import Dataset, Split, load_dataset
 from digitlab.data.balance import make_imbalanced, val_split
+from digitlab.data.deskew import deskew
 from digitlab.data.loader import epoch_batches
 from digitlab.data.sources import known_epoch_batches
 from digitlab.errors import ConfigError, DataNotFound, UsageError
 from digitlab.i18n import _
-from digitlab.training.checkpoint import load_model
+from digitlab.models import build_model
+from digitlab.training.checkpoint import load_checkpoint, load_model
+
+USER_DATA = "user"  # the dataset name of a run trained on data given to digitlab.train(data=...)
 
 FALLBACK_DATASET = "digits"  # bundled with scikit-learn, so a fresh offline machine can train
 
 
-def load_data(cfg: Config, fallback: bool, console: Console) -> tuple[Dataset, Config, str]:
-    """The dataset, the config naming the dataset actually used, and any notice shown."""
+def load_data(cfg: Config, fallback: bool, console: Console,
+              given: Dataset | None = None) -> tuple[Dataset, Config, str]:
+    """The dataset, the config naming the dataset actually used, and any notice shown.
+    given: a dataset built in memory (digitlab.train(data=...), see given_dataset), used as is."""
+    if given is not None:
+        return given, cfg, ""
     try:
         return load_dataset(cfg.data), cfg, ""
     except DataNotFound as e:
@@ -40,6 +49,106 @@ def load_data(cfg: Config, fallback: bool, console: Console) -> tuple[Dataset, C
     console.rule(style="yellow")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, name=FALLBACK_DATASET))
     return load_dataset(cfg.data), cfg, notice
+
+
+def given_dataset(train: Split, test: Split, classes: tuple[str, ...], cfg: Config) -> Dataset:
+    """The user's own tensors as the Dataset training and evaluation take, deskewed as
+    load_dataset deskews a named one (data.deskew). Its name "user" is recorded in the summary
+    and checkpoints; no source of that name exists, so only the caller can feed it again."""
+    if cfg.data.deskew:
+        train, test = (Split(deskew(s.images), s.labels) for s in (train, test))
+    return Dataset(USER_DATA, _("your tensors"), train, test, classes, "digitlab.train(data=...)")
+
+
+def user_splits(data: object) -> tuple[Split, Split, tuple[str, ...]]:
+    """(train, test, classes) from data=: four arrays or two torch Datasets; UsageError else."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(
+            isinstance(d, torch.utils.data.Dataset) for d in data):
+        train, test = (_split(*_read_dataset(d, which), which)
+                       for d, which in zip(data, ("train", "test"), strict=True))
+    elif isinstance(data, (tuple, list)) and len(data) == 4:
+        train, test = _split(data[0], data[1], "train"), _split(data[2], data[3], "test")
+    else:
+        raise UsageError(_("data= takes (train_images, train_labels, test_images, test_labels) "
+                           "or (train_dataset, test_dataset); got {kind}").format(
+            kind=f"{type(data).__name__} of {len(data)}" if isinstance(data, (tuple, list))
+            else type(data).__name__))
+    count = int(max(train.labels.max(), test.labels.max())) + 1
+    if count < 2:
+        raise UsageError(_("data=: the labels hold a single class; give at least two"))
+    return train, test, tuple(str(i) for i in range(count))
+
+
+def _read_dataset(dataset, which: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A torch Dataset of (image, label) as (images, labels); images may be PIL images."""
+    images, labels = [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise UsageError(_("data=: the {which} dataset must yield (image, label) pairs; "
+                               "item {i} is a {kind}").format(which=which, i=i,
+                                                              kind=type(item).__name__))
+        image = item[0] if isinstance(item[0], (np.ndarray, torch.Tensor)) else np.asarray(item[0])
+        images.append(torch.as_tensor(image).squeeze(0) if image.ndim == 3 else
+                      torch.as_tensor(image))
+        labels.append(int(item[1]))
+    if not images:
+        raise UsageError(_("data=: the {which} dataset is empty").format(which=which))
+    shapes = {tuple(image.shape) for image in images}
+    if len(shapes) > 1:
+        raise UsageError(_("data=: the {which} images differ in shape ({shapes}); give uint8 "
+                           "[28, 28] images").format(which=which, shapes=sorted(shapes)))
+    return torch.stack(images), torch.tensor(labels)
+
+
+def _split(images: object, labels: object, which: str) -> Split:
+    """A Split of uint8 [N, 28, 28] images and int64 labels >= 0, or a UsageError."""
+    for name, value in (("images", images), ("labels", labels)):
+        if not isinstance(value, (np.ndarray, torch.Tensor)):
+            raise UsageError(_("data=: the {which} {name} must be a numpy array or a tensor, "
+                               "got {kind}").format(which=which, name=name,
+                                                    kind=type(value).__name__))
+    images, labels = torch.as_tensor(images), torch.as_tensor(labels)
+    if images.ndim != 3 or tuple(images.shape[1:]) != (28, 28) or len(images) == 0:
+        raise UsageError(_("data=: the {which} images must have shape [N, 28, 28] with N >= 1, "
+                           "got {shape}").format(which=which, shape=list(images.shape)))
+    if images.dtype != torch.uint8:
+        raise UsageError(_("data=: the {which} images must be uint8 pixels 0..255 (white ink "
+                           "on black), got {dtype}; convert floats in 0..1 with (x * 255)"
+                           ".round() and .to(torch.uint8)").format(which=which,
+                                                                  dtype=images.dtype))
+    if labels.shape != (len(images),):
+        raise UsageError(_("data=: the {which} labels must have shape [{n}], one per image, got "
+                           "{shape}").format(which=which, n=len(images), shape=list(labels.shape)))
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise UsageError(_("data=: the {which} labels must be integer class indices, got "
+                           "{dtype}").format(which=which, dtype=labels.dtype))
+    if int(labels.min()) < 0:
+        raise UsageError(_("data=: the {which} labels must be class indices 0, 1, ..., got "
+                           "{label}").format(which=which, label=int(labels.min())))
+    return Split(images.contiguous(), labels.long())
+
+
+def initial_model(cfg: Config, num_classes: int, init: torch.nn.Module | None) -> torch.nn.Module:
+    """The model cfg.model names; with `init` (digitlab.train(model=...)), one of init's class
+    with init's weights, so the run is rebuilt from its config and checkpoint like any other."""
+    model = build_model(cfg.model, num_classes)
+    if init is None:
+        return model
+    if type(model) is not type(init):
+        raise UsageError(_("model=: {given} is not a registered model class and model.name "
+                           "{name!r} builds a {built}; register your class with "
+                           "@MODELS.register(\"name\") so the run can be loaded again").format(
+            given=type(init).__name__, name=cfg.model.name, built=type(model).__name__))
+    try:
+        model.load_state_dict(init.state_dict())
+    except RuntimeError as e:
+        raise UsageError(_("model=: its weights do not fit the {name!r} that cfg.model builds "
+                           "for {classes} classes ({error}); build it with the same options and "
+                           "class count").format(name=cfg.model.name, classes=num_classes,
+                                                 error=str(e).strip().splitlines()[-1].strip())
+                         ) from None
+    return model
 
 
 def batches_per_epoch(cfg: Config) -> int:
@@ -91,6 +200,11 @@ def resume_config(run_dir: str | Path, epochs: int | None) -> Config:
     if not path.is_file():
         raise UsageError(_("--resume {run_dir}: no config.toml there; it is not a run "
                            "directory").format(run_dir=run_dir))
+    last = Path(run_dir) / "checkpoints" / "last.safetensors"
+    if last.is_file() and load_checkpoint(last)[1].get("dataset") == USER_DATA:
+        raise UsageError(_("--resume {run_dir}: it was trained on data given to digitlab.train("
+                           "data=...), which is not on disk; train it again from Python")
+                         .format(run_dir=run_dir))
     cfg = load_run_config(path)
     if epochs is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))

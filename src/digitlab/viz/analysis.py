@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from digitlab.config import Config
 from digitlab.data import Dataset, load_dataset
 from digitlab.data.loader import normalize
-from digitlab.errors import CheckpointError
+from digitlab.errors import CheckpointError, UsageError
 from digitlab.i18n import _
 from digitlab.inference.run import load_run
 from digitlab.io import atomic_write_text, ensure_writable, read_jsonl, write_json
@@ -27,6 +27,7 @@ from digitlab.training.calibration import (
     expected_calibration_error,
     nll,
 )
+from digitlab.training.setup import USER_DATA
 from digitlab.viz import plots
 from digitlab.viz.report import write_report
 
@@ -161,6 +162,11 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     for folder in (run_dir, run_dir / "plots"):  # before any work: a clear line, no traceback
         ensure_writable(folder)
     run = load_run(run_dir, device)
+    if run.meta.get("dataset") == USER_DATA:  # else it would quietly read data.name's set
+        raise UsageError(_("{run_dir} was trained on data given to digitlab.train(data=...), "
+                           "which is not on disk; evaluate it from Python with "
+                           "digitlab.load_run(...).predict(your test images)").format(
+            run_dir=run_dir))
     cfg = run.cfg
     if data_dir:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=data_dir))
