@@ -12,6 +12,7 @@ from digitlab.config import Config, LossConfig, ModelConfig
 from digitlab.i18n import _
 from digitlab.models.activations import ACTIVATIONS, LECTURE, build_activation
 from digitlab.training.losses import LOSSES, build_loss
+from digitlab.viz.fonts import tight_layout
 from digitlab.viz.plots import pyplot, save_figure
 
 # The config fields each activation reads, shown on its figure.
@@ -61,7 +62,7 @@ def activation_figure(name: str, cfg: ModelConfig, path: Path) -> None:
     ax.set_xlabel("x")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    tight_layout(fig)
     save_figure(fig, path)
 
 
@@ -86,7 +87,7 @@ def activations(out_dir: Path, cfg: ModelConfig | None = None) -> list[Path]:
         ax.set_title(f"{name}{extra}", fontsize=10)
         ax.grid(alpha=0.3)
     fig.suptitle("activations (solid) and their derivatives (dashed)")
-    fig.tight_layout()
+    tight_layout(fig)
     overview = out_dir / "overview.png"
     save_figure(fig, overview)
     return [*paths, overview]
@@ -129,7 +130,7 @@ def losses(path: Path) -> Path:
         ax.grid(alpha=0.3)
     ax_loss.set_yscale("symlog", linthresh=0.1)
     ax_loss.legend(fontsize=8)
-    fig.tight_layout()
+    tight_layout(fig)
     save_figure(fig, path)
     return path
 
@@ -161,7 +162,7 @@ def schedule(cfg: Config, steps_per_epoch: int, path: Path) -> Path:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    tight_layout(fig)
     save_figure(fig, path)
     return path
 
@@ -179,7 +180,7 @@ def temperature(path: Path, betas: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 5.0
         ax.set_ylim(0, 1)
     axes[0].set_ylabel("softmax(beta * z)")
     fig.suptitle("softmax temperature: the same logits z at several beta")
-    fig.tight_layout()
+    tight_layout(fig)
     save_figure(fig, path)
     return path
 
@@ -202,7 +203,7 @@ def filters(weight: torch.Tensor, path: Path, title: str) -> Path:
             limit = float(w.abs().max()) or 1.0
             ax.imshow(w.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
     fig.suptitle(title if n == len(images) else f"{title}; the first {n} of {len(images)}")
-    fig.tight_layout()
+    tight_layout(fig)
     save_figure(fig, path)
     return path
 
@@ -261,6 +262,6 @@ def augmentations(cfg: Config, path: Path, draws: int = 7) -> Path:
                       for name in Augment.__dataclass_fields__ if getattr(augment, name))
     fig.suptitle(f"{dataset.title}: {knobs}" + (", deskew" if cfg.data.deskew else ""),
                  fontsize=9)
-    fig.tight_layout()
+    tight_layout(fig)
     save_figure(fig, path)
     return path

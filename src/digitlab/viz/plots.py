@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
+from digitlab.i18n import N_
 from digitlab.io import atomic_write_bytes
+from digitlab.viz.fonts import apply_font, tight_layout, tr
 
 
 def pyplot():
@@ -26,6 +28,7 @@ def pyplot():
 
 
 def save_figure(fig, path: str | Path) -> None:
+    apply_font(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     pyplot().close(fig)
@@ -38,9 +41,10 @@ def epoch_axis(ax) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(tr(N_("epoch")))
 
 
+SPLIT_NAMES = (N_("train"), N_("val"), N_("test"))  # legend entries, shown via tr()
 DISTINCT_COLORS = 40  # distinct_colors repeats after this many
 
 
@@ -63,10 +67,11 @@ def predictions_grid(images: torch.Tensor, labels: torch.Tensor, preds: torch.Te
     for i, ax in enumerate(axes[0]):
         ax.imshow(images[i].cpu().numpy(), cmap="gray")
         wrong = int(preds[i]) != int(labels[i])
-        ax.set_title(f"True: {classes[int(labels[i])]}\nPred: {classes[int(preds[i])]}",
+        ax.set_title(tr(N_("True: {true}\nPred: {pred}")).format(
+            true=classes[int(labels[i])], pred=classes[int(preds[i])]),
                      color="crimson" if wrong else "black", fontsize=10)
         ax.axis("off")
-    fig.tight_layout()
+    tight_layout(fig)
     save_figure(fig, path)
 
 
@@ -93,18 +98,18 @@ def curves_figure(history: list[dict]):
     for split, style in (("train", "-"), ("val", "--"), ("test", ":")):
         if f"{split}_loss" in history[0]:
             axes[0].plot(epochs, [r[f"{split}_loss"] for r in history], style, marker="o",
-                         label=split)
+                         label=tr(split))
             axes[1].plot(epochs, [100 * r[f"{split}_accuracy"] for r in history], style,
-                         marker="o", label=split)
+                         marker="o", label=tr(split))
     axes[2].plot(epochs, [r["lr"] for r in history], marker="o", color="tab:purple")
-    for ax, title in zip(axes, ("loss", "accuracy (%)", "learning rate (end of epoch)"),
-                         strict=True):
-        ax.set_title(title)
+    titles = (N_("loss"), N_("accuracy (%)"), N_("learning rate (end of epoch)"))
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(tr(title))
         epoch_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend()
-    fig.tight_layout()
+    tight_layout(fig)
     return fig
 
 
@@ -118,13 +123,13 @@ def confusion_figure(matrix: torch.Tensor, classes: tuple[str, ...]):
     normalized = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     fig = new_figure((13, 5.6))
     axes = fig.subplots(1, 2)
-    for ax, data, title, fmt in ((axes[0], counts, "counts", "{:.0f}"),
-                                 (axes[1], normalized, "row-normalized (recall on the diagonal)",
-                                  "{:.2f}")):
+    views = ((axes[0], counts, N_("counts"), "{:.0f}"),
+             (axes[1], normalized, N_("row-normalized (recall on the diagonal)"), "{:.2f}"))
+    for ax, data, title, fmt in views:
         ax.imshow(data.numpy(), cmap="Blues")
-        ax.set_title(title)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        ax.set_title(tr(title))
+        ax.set_xlabel(tr(N_("predicted")))
+        ax.set_ylabel(tr(N_("true")))
         ticks = range(len(classes))
         ax.set_xticks(ticks, classes, rotation=45 if len(max(classes, key=len)) > 2 else 0)
         ax.set_yticks(ticks, classes)
@@ -135,13 +140,13 @@ def confusion_figure(matrix: torch.Tensor, classes: tuple[str, ...]):
                 if value:
                     ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7,
                             color="white" if value > limit else "black")
-    fig.tight_layout()
+    tight_layout(fig)
     return fig
 
 
 def gallery(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
             confidences: torch.Tensor, classes: tuple[str, ...], path: str | Path,
-            title: str = "highest-loss test images") -> None:
+            title: str = N_("highest-loss test images")) -> None:
     """A grid of images, each titled true / predicted (confidence)."""
     plt = pyplot()
     n = len(images)
@@ -152,12 +157,13 @@ def gallery(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor,
         ax.axis("off")
         if k < n:
             ax.imshow(images[k].cpu().numpy(), cmap="gray")
-            ax.set_title(f"true {classes[int(labels[k])]}\npred {classes[int(preds[k])]} "
-                         f"({100 * float(confidences[k]):.0f}%)", fontsize=8, color="crimson")
+            ax.set_title(tr(N_("true {true}\npred {pred} ({confidence:.0f}%)")).format(
+                true=classes[int(labels[k])], pred=classes[int(preds[k])],
+                confidence=100 * float(confidences[k])), fontsize=8, color="crimson")
     if n == 0:
-        axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center", va="center")
-    fig.suptitle(title)
-    fig.tight_layout()
+        axes[0, 0].text(0.5, 0.5, tr(N_("no misclassified images")), ha="center", va="center")
+    fig.suptitle(tr(title))
+    tight_layout(fig)
     save_figure(fig, path)
 
 
@@ -167,17 +173,17 @@ def reliability(curves: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor
     entry of `curves` (label -> calibration.confidence_bins(...)); the diagonal is honest."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 5))
-    ax.plot([0, 1], [0, 1], color="gray", linestyle=":", label="perfectly calibrated")
+    ax.plot([0, 1], [0, 1], color="gray", linestyle=":", label=tr(N_("perfectly calibrated")))
     for (label, (count, confidence, accuracy)), marker in zip(curves.items(), "os^", strict=False):
         used = count > 0  # empty bins have no accuracy
         ax.plot(confidence[used].numpy(), accuracy[used].numpy(), marker=marker, label=label)
-    ax.set_xlabel("confidence (mean of the bin)")
-    ax.set_ylabel("accuracy")
+    ax.set_xlabel(tr(N_("confidence (mean of the bin)")))
+    ax.set_ylabel(tr(N_("accuracy")))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("reliability on the test split")
-    fig.tight_layout()
+    ax.set_title(tr(N_("reliability on the test split")))
+    tight_layout(fig)
     save_figure(fig, path)

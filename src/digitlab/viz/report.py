@@ -8,6 +8,7 @@ import html
 import json
 from pathlib import Path
 
+from digitlab.i18n import N_, _, language
 from digitlab.io import atomic_write_text, read_jsonl
 
 STYLE = """
@@ -22,16 +23,20 @@ pre { background: #f7f7f7; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem
 """
 
 FIGURES = (  # file in plots/, heading
-    ("curves.png", "Training curves"),
-    ("confusion.png", "Confusion matrix"),
-    ("predictions.png", "Predictions on the first test images"),
-    ("misclassified.png", "Misclassified test images, highest loss first"),
-    ("reliability.png", "Reliability: confidence against accuracy, before and after scaling"),
+    ("curves.png", N_("Training curves")),
+    ("confusion.png", N_("Confusion matrix")),
+    ("predictions.png", N_("Predictions on the first test images")),
+    ("misclassified.png", N_("Misclassified test images, highest loss first")),
+    ("reliability.png", N_("Reliability: confidence against accuracy, before and after scaling")),
 )
 
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def heading(text: str, level: int = 2) -> str:
+    return f"<h{level}>{html.escape(text)}</h{level}>"
 
 
 def html_image(path: Path, alt: str) -> str:
@@ -54,16 +59,18 @@ def _fmt(value: object) -> str:
 
 def calibration_section(calibration: dict) -> list[str]:
     """Temperature scaling: T, where it was fitted, ECE and NLL on the test split."""
-    fitted = calibration.get("fitted_on") or f"not fitted: {calibration.get('reason')}"
-    rows = [["temperature T", _fmt(calibration.get("temperature"))], ["fitted on", fitted]]
-    for key, name in (("ece", f"ECE ({calibration.get('bins')} bins)"), ("nll", "NLL")):
+    fitted = calibration.get("fitted_on") or _("not fitted: {reason}").format(
+        reason=calibration.get("reason"))
+    rows = [[_("temperature T"), _fmt(calibration.get("temperature"))], [_("fitted on"), fitted]]
+    ece = _("ECE ({bins} bins)").format(bins=calibration.get("bins"))
+    for key, name in (("ece", ece), ("nll", "NLL")):
         rows.append([name, f"{_fmt(calibration.get(f'{key}_before'))} -> "
                            f"{_fmt(calibration.get(f'{key}_after'))}"])
-    return ["<h2>Calibration (test split)</h2>",
-            "<p class='muted'>Probabilities are softmax(logits / T); T is fitted on the "
-            "validation split. ECE: the mean gap between confidence and accuracy (0 is "
-            "honest).</p>",
-            html_table(["", "value (before -> after)"], rows)]
+    return [heading(_("Calibration (test split)")),
+            "<p class='muted'>" + html.escape(_(
+                "Probabilities are softmax(logits / T); T is fitted on the validation split. "
+                "ECE: the mean gap between confidence and accuracy (0 is honest).")) + "</p>",
+            html_table(["", _("value (before -> after)")], rows)]
 
 
 def render(run_dir: Path) -> str:
@@ -73,45 +80,48 @@ def render(run_dir: Path) -> str:
     config_path = run_dir / "config.toml"
     config = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
     accuracy = evaluation.get("test_accuracy", summary.get("test_accuracy"))
-    title = (f"{summary.get('model', evaluation.get('model', '?'))} on "
-             f"{summary.get('dataset_title', evaluation.get('dataset', '?'))}")
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+    title = _("{model} on {dataset}").format(
+        model=summary.get("model", evaluation.get("model", "?")),
+        dataset=summary.get("dataset_title", evaluation.get("dataset", "?")))
+    parts = [f"<!DOCTYPE html><html lang='{language()}'><head><meta charset='utf-8'>"
              f"<title>digitlab: {html.escape(title)}</title><style>{STYLE}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              f"<p class='muted'>{html.escape(str(run_dir))}</p>"]
     if accuracy is not None:
-        parts.append(f"<p><b>Test accuracy {100 * accuracy:.2f}%</b></p>")
+        parts.append("<p><b>" + _("Test accuracy {accuracy:.2f}%").format(
+            accuracy=100 * accuracy) + "</b></p>")
     if summary.get("dataset_notice"):
         parts.append(f"<p class='notice'>{html.escape(summary['dataset_notice'])}</p>")
     if summary:
         keys = [k for k in summary if k not in ("dataset_notice", "best_metric", "calibration")]
-        parts += ["<h2>Summary</h2>", html_table(["key", "value"],
+        parts += [heading(_("Summary")), html_table([_("key"), _("value")],
                                             [[k, _fmt(summary[k])] for k in keys])]
     if evaluation.get("per_class"):
         rows = [[name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
                  m["support"]] for name, m in evaluation["per_class"].items()]
         macro = evaluation["macro_avg"]
-        rows.append(["macro average", f"{macro['precision']:.4f}", f"{macro['recall']:.4f}",
+        rows.append([_("macro average"), f"{macro['precision']:.4f}", f"{macro['recall']:.4f}",
                      f"{macro['f1']:.4f}", evaluation["num_samples"]])
-        parts += ["<h2>Per class (test split)</h2>",
-                  html_table(["class", "precision", "recall", "F1", "support"], rows)]
+        header = [_("class"), _("precision"), _("recall"), "F1", _("support")]
+        parts += [heading(_("Per class (test split)")), html_table(header, rows)]
         if evaluation.get("most_confused"):
-            parts += ["<h3>Most confused pairs</h3>", html_table(
-                ["true", "predicted", "count"],
+            parts += [heading(_("Most confused pairs"), 3), html_table(
+                [_("true"), _("predicted"), _("count")],
                 [[p["true"], p["predicted"], p["count"]] for p in evaluation["most_confused"]])]
     if isinstance(evaluation.get("calibration"), dict):
         parts += calibration_section(evaluation["calibration"])
-    for name, heading in FIGURES:
+    for name, caption in FIGURES:
         path = run_dir / "plots" / name
         if path.is_file():
-            parts += [f"<h2>{heading}</h2>", html_image(path, heading)]
+            parts += [heading(_(caption)), html_image(path, _(caption))]
     if history:
         keys = list(history[0])
-        parts += ["<h2>Metrics per epoch</h2>",
+        parts += [heading(_("Metrics per epoch")),
                   html_table(keys, [[_fmt(r.get(k, "")) for k in keys] for r in history])]
     if config:
-        parts += ["<h2>Config</h2>", f"<pre>{html.escape(config)}</pre>"]
-    parts.append("<p class='muted'>Written by digitlab.</p></body></html>")
+        parts += [heading(_("Config")), f"<pre>{html.escape(config)}</pre>"]
+    written = html.escape(_("Written by digitlab."))
+    parts.append(f"<p class='muted'>{written}</p></body></html>")
     return "\n".join(parts)
 
 

@@ -6,7 +6,9 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
+from digitlab.i18n import N_, _, language
 from digitlab.io import atomic_write_text, read_jsonl
+from digitlab.viz.fonts import tight_layout, tr
 from digitlab.viz.plots import (
     DISTINCT_COLORS,
     distinct_colors,
@@ -49,12 +51,12 @@ def bars(ax, groups: dict[str, list[dict]], colors: list) -> None:
     ax.barh(y, means, xerr=[lows, highs], color=faces, capsize=3)
     ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("test accuracy (%): mean, min-max over seeds; gray = failed")
+    ax.set_xlabel(tr(N_("test accuracy (%): mean, min-max over seeds; gray = failed")))
     left = max(0.0, min(m for m in means if m) - 5) if any(means) else 0.0
     ax.set_xlim(left, 100)
     for k, face in enumerate(faces):
         if face == "lightgray":
-            ax.text(left + 0.5, k, "failed (see sweep.csv)", va="center", color="crimson",
+            ax.text(left + 0.5, k, tr(N_("failed (see sweep.csv)")), va="center", color="crimson",
                     fontsize=8)
 
 
@@ -72,8 +74,8 @@ def curves(ax, out: Path, keys: list[str], groups: dict[str, list[dict]], colors
                     [100 * r[f"{split}_accuracy"] for r in history], style, marker=".",
                     color=colors[index], label=f"{combo_label(row, keys)} s{row['seed']}")
     epoch_axis(ax)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("validation accuracy per epoch (test when there is no validation split)",
+    ax.set_ylabel(tr(N_("accuracy (%)")))
+    ax.set_title(tr(N_("validation accuracy per epoch (test when there is no validation split)")),
                  fontsize=9)
     ax.grid(alpha=0.3)
     if ax.lines:
@@ -89,25 +91,28 @@ def sweep_figure(out: Path, keys: list[str], rows: list[dict]) -> Path:
     fig, (ax_bar, ax_curve) = plt.subplots(1, 2, figsize=(14, max(4, 0.45 * len(groups) + 1.5)))
     bars(ax_bar, groups, colors)
     curves(ax_curve, out, keys, groups, colors)
-    fig.tight_layout()
+    tight_layout(fig)
     path = out / "sweep.png"
     save_figure(fig, path)
     return path
 
 
 def write_sweep_report(out: Path, keys: list[str], rows: list[dict]) -> Path:
-    header = [*keys, "seed", "status", "test accuracy", "test loss", "train s", "error"]
+    header = [*keys, _("seed"), _("status"), _("test accuracy"), _("test loss"), _("train s"),
+              _("error")]
+    heading = html.escape(_("Sweep over {keys}").format(keys=", ".join(keys)))
+    runs = html.escape(_("Runs"))
+    note = html.escape(_("Each run's own report.html is in its folder."))
     table = [[*(row.get(k) for k in keys), row.get("seed"), row.get("status"),
               f"{100 * row['test_accuracy']:.2f}%" if row.get("test_accuracy") is not None else "",
               f"{row['test_loss']:.4f}" if row.get("test_loss") is not None else "",
               f"{row['train_seconds']:.1f}" if row.get("train_seconds") is not None else "",
               row.get("error") or ""] for row in rows]
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>digitlab sweep"
-             f"</title><style>{STYLE}</style></head><body><h1>Sweep over "
-             f"{html.escape(', '.join(keys))}</h1><p class='muted'>{html.escape(str(out))}</p>",
-             html_image(out / "sweep.png", "sweep results"), "<h2>Runs</h2>",
-             html_table(header, table),
-             "<p class='muted'>Each run's own report.html is in its folder.</p></body></html>"]
+    parts = [f"<!DOCTYPE html><html lang='{language()}'><head><meta charset='utf-8'><title>"
+             f"digitlab sweep</title><style>{STYLE}</style></head><body><h1>{heading}</h1>"
+             f"<p class='muted'>{html.escape(str(out))}</p>",
+             html_image(out / "sweep.png", _("sweep results")), f"<h2>{runs}</h2>",
+             html_table(header, table), f"<p class='muted'>{note}</p></body></html>"]
     path = out / "report.html"
     atomic_write_text(path, "\n".join(parts))
     return path

@@ -1,0 +1,71 @@
+"""Figure text in the CLI's language (`--lang`, $DIGITLAB_LANG), when a font can show it.
+
+matplotlib's default font (DejaVu Sans) has no Bengali glyphs, so under `--lang bn` the figures
+use the first installed Bengali-capable font (Debian: fonts-noto-core, fonts-lohit-beng-bengali)
+with DejaVu Sans behind it for Latin letters and digits. Without one, figures stay in English
+and one line says so, once per process. report.html is translated either way: the browser
+brings its own fonts.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from digitlab.i18n import DEFAULT, N_, _, language
+
+# First found wins; all of them carry the Bengali block.
+BENGALI_FAMILIES = ("Noto Sans Bengali", "Noto Sans Bengali UI", "Noto Serif Bengali",
+                    "Lohit Bengali", "Lohit Assamese")
+NO_FONT = N_("no Bengali font found (install fonts-noto-core or fonts-lohit-beng-bengali); "
+             "figures stay in English")
+_noticed: list[bool] = []  # the notice, once per process
+
+
+@functools.cache
+def bengali_font() -> str | None:
+    """The family name of the first installed Bengali-capable font, or None."""
+    from matplotlib import font_manager
+
+    installed = {entry.name for entry in font_manager.fontManager.ttflist}
+    return next((family for family in BENGALI_FAMILIES if family in installed), None)
+
+
+def figure_font() -> str | None:
+    """The font figures need for the current language (None: matplotlib's default will do, or
+    the language's font is missing)."""
+    return bengali_font() if language() == "bn" else None
+
+
+def figures_translated() -> bool:
+    """Whether figure text follows the language; False prints the missing-font notice once."""
+    if language() == DEFAULT:
+        return False
+    if figure_font() is not None:
+        return True
+    if not _noticed:
+        _noticed.append(True)
+        print(_(NO_FONT), file=sys.stderr)
+    return False
+
+
+def tr(message: str) -> str:
+    """A figure's text (marked with N_ where it is written) in the language figures can show."""
+    return _(message) if figures_translated() else message
+
+
+def apply_font(fig) -> None:
+    """Give every text of `fig` the language's font, DejaVu Sans after it for what it lacks."""
+    from matplotlib.text import Text
+
+    font = figure_font()
+    if font is None:
+        return
+    for text in fig.findobj(Text):
+        text.set_fontfamily([font, "DejaVu Sans"])
+
+
+def tight_layout(fig) -> None:
+    """fig.tight_layout(), measured in the language's font (apply_font first)."""
+    apply_font(fig)
+    fig.tight_layout()
