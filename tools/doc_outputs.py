@@ -65,6 +65,9 @@ OUTPUTS = {
         ("train", "--dataset", "digits", "--set", "optim.name=sparse-adam",
          "--out", "/tmp/me/sparse"),
         mnist=False, prompt=True, exit_code=2),
+    "train-1-epoch-bn": Output(("train", "--epochs", "1", "--device", "cpu"), lang="bn",
+                               keep=r"digitlab |ইপক \[1/1\], ব্যাচ \[(0|100)/|ইপক 1 শেষ|"
+                                    r"টেস্ট অ্যাকুরেসি:|MNIST:"),
     "epoch-summaries": Output(("train", "--device", "cpu"), keep=r"Epoch \d+ finished|Test Acc",
                               times=False, gaps=False),
     "evaluate-first": Output(
