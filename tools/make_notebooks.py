@@ -282,7 +282,7 @@ from matplotlib.figure import Figure
 import digitlab as dl
 from digitlab.config import ModelConfig, apply_overrides
 from digitlab.models.activations import ACTIVATIONS, LECTURE
-from digitlab.viz.figures import activation_curve, loss_curves
+from digitlab.viz.figures import activation_curve, loss_curves, loss_figure
 
 DATASET = os.environ.get("DIGITLAB_NOTEBOOK_DATASET", "mnist")  # CI: "digits"
 SWEEP_EPOCHS = int(os.environ.get("DIGITLAB_NOTEBOOK_EPOCHS", "1"))
@@ -332,20 +332,9 @@ for name in ["relu", "leakyrelu", "elu", "gelu", "sigmoid", "tanh"]:
     }),
     ("code", '''\
 z = torch.linspace(-6, 8, 141)
+display(loss_figure(z))  # the figure `digitlab plot losses` saves
+
 curves = loss_curves(z)
-fig = Figure(figsize=(13, 5))
-ax_loss, ax_grad = fig.subplots(1, 2)
-for title, (values, grads) in curves.items():
-    ax_loss.plot(z, values, label=title)
-    ax_grad.plot(z, grads, label=title)
-ax_loss.set_title("loss vs the true class's logit (9 other logits at 0)")
-ax_grad.set_title("d loss / d true logit")
-for ax in (ax_loss, ax_grad):
-    ax.set_xlabel("true-class logit")
-    ax.grid(alpha=0.3)
-ax_loss.set_yscale("symlog", linthresh=0.1)
-ax_loss.legend(fontsize=8)
-display(fig)
 
 columns = [int((z - v).abs().argmin()) for v in (-4.0, 0.0, 4.0)]
 print(f"{'loss':<32}{'z=-4':>10}{'z=0':>10}{'z=4':>10}")

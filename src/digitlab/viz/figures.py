@@ -13,7 +13,7 @@ from digitlab.i18n import _
 from digitlab.models.activations import ACTIVATIONS, LECTURE, build_activation
 from digitlab.training.losses import LOSSES, build_loss
 from digitlab.viz.fonts import tight_layout
-from digitlab.viz.plots import pyplot, save_figure
+from digitlab.viz.plots import new_figure, pyplot, save_figure
 
 # The config fields each activation reads, shown on its figure.
 ACTIVATION_PARAMS = {
@@ -117,9 +117,16 @@ def loss_curves(z: torch.Tensor, num_classes: int = 10) -> dict[str, tuple]:
 
 
 def losses(path: Path) -> Path:
-    plt = pyplot()
-    z = torch.linspace(-6, 8, 141)
-    fig, (ax_loss, ax_grad) = plt.subplots(1, 2, figsize=(13, 5))
+    save_figure(loss_figure(), path)
+    return path
+
+
+def loss_figure(z: torch.Tensor | None = None):
+    """Each loss and its gradient against the true class's logit z (the other 9 at 0), as a
+    Figure outside pyplot: `digitlab plot losses` saves it, a notebook displays it."""
+    z = torch.linspace(-6, 8, 141) if z is None else z
+    fig = new_figure((13, 5))
+    ax_loss, ax_grad = fig.subplots(1, 2)
     for title, (values, grads) in loss_curves(z).items():
         ax_loss.plot(z, values, label=title)
         ax_grad.plot(z, grads, label=title)
@@ -131,8 +138,7 @@ def losses(path: Path) -> Path:
     ax_loss.set_yscale("symlog", linthresh=0.1)
     ax_loss.legend(fontsize=8)
     tight_layout(fig)
-    save_figure(fig, path)
-    return path
+    return fig
 
 
 def schedule(cfg: Config, steps_per_epoch: int, path: Path) -> Path:
