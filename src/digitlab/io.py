@@ -93,6 +93,11 @@ def read_jsonl(path: str | Path) -> list:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+def write_jsonl(path: str | Path, rows: list) -> None:
+    """A whole JSONL file, one line per row, written atomically (a resume's rewrite)."""
+    atomic_write_text(path, "".join(dumps_json(row) + "\n" for row in rows))
+
+
 def append_jsonl(path: str | Path, obj: object) -> None:
     """One line per call; a line is written whole by one write() of a small buffer."""
     with open(path, "a", encoding="utf-8") as f:

@@ -23,7 +23,7 @@ import digitlab
 from digitlab.config import Config, to_toml
 from digitlab.data import Dataset, Split
 from digitlab.i18n import _
-from digitlab.io import append_jsonl, atomic_write_text, dumps_json
+from digitlab.io import append_jsonl, atomic_write_text, write_jsonl
 from digitlab.training.optim import current_lr
 from digitlab.training.step import EpochTotals
 
@@ -100,7 +100,7 @@ class RunLog:
         """On resume (rank 0): metrics.jsonl as the checkpoint knows it, later lines dropped;
         config.toml as resumed (e.g. its new epoch count)."""
         if self.main:
-            atomic_write_text(self.metrics_path, "".join(dumps_json(r) + "\n" for r in history))
+            write_jsonl(self.metrics_path, history)
             atomic_write_text(self.metrics_path.parent / "config.toml", to_toml(cfg))
 
     def batch(self, epoch: int, batch: int, num_batches: int, loss: float) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from digitlab.config import TrainConfig
-from digitlab.io import append_jsonl, atomic_write_text, dumps_json, finite_json
+from digitlab.io import append_jsonl, atomic_write_text, finite_json, write_jsonl
 from digitlab.training.optim import Schedule, current_lr
 
 FIELDS = ("step", "epoch", "batch", "loss", "lr", "seconds")
@@ -66,7 +66,7 @@ class StepLog:
         if not (self.jsonl.exists() or self.csv.exists()):
             return
         rows = [r for r in read_rows(self.jsonl) if r.get("step", steps + 1) <= steps]
-        atomic_write_text(self.jsonl, "".join(dumps_json(r) + "\n" for r in rows))
+        write_jsonl(self.jsonl, rows)
         atomic_write_text(self.csv, csv_text(rows, header=True))
 
     def __call__(self, epoch: int, batch: int, loss: torch.Tensor, seconds_before: float,
