@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from helpers import (
+    MISSING_CMATERDB,
     MISSING_MNIST,
     block_network,
     holds_idx_gz,
+    shared_cmaterdb_dir,
     shared_mnist_dir,
     tiny_arrays,
     write_idx_folder,
@@ -100,6 +102,28 @@ def digits_run(tmp_path_factory, session_cache) -> Path:
         mp.delenv("DIGITLAB_DATA", raising=False)
         code = main(["train", "--dataset", "digits", "--epochs", "3", "--out", str(run)])
     assert code == 0, "training the shared test model failed"
+    return run
+
+
+@pytest.fixture(scope="session")
+def bangla_run(tmp_path_factory, session_cache) -> Path:
+    """configs/bangla.toml trained on the shared CMATERdb files (about half a minute on two
+    cores); shared by the accuracy gate, the Bengali predict tests and the browser test.
+    Skipped when the shared folder is absent."""
+    from digitlab.cli import main
+
+    folder = shared_cmaterdb_dir()
+    if folder is None:
+        pytest.skip(MISSING_CMATERDB)
+    run = tmp_path_factory.getbasetemp() / "shared-run-bangla"
+    config = Path(__file__).resolve().parents[1] / "configs" / "bangla.toml"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGITLAB_CACHE", str(session_cache))
+        mp.delenv("DIGITLAB_DATA", raising=False)
+        block_network(mp)  # the files are local: nothing may be downloaded
+        code = main(["train", "--config", str(config), "--data-dir", str(folder),
+                     "--out", str(run)])
+    assert code == 0, "training the bangla preset failed"
     return run
 
 

@@ -36,6 +36,19 @@ def shared_mnist_dir() -> Path | None:
     return folder.resolve() if holds_idx_gz(folder) else None
 
 
+MISSING_CMATERDB = "shared CMATERdb folder ../shared/data/cmaterdb-bangla not found"
+CMATERDB_FILES = ("training-images.npz", "testing-images.npz")
+
+
+def shared_cmaterdb_dir() -> Path | None:
+    """cmaterdb-bangla/ beside the shared MNIST folder (or in ../shared/data); None without
+    its two .npz files."""
+    mnist = shared_mnist_dir()
+    root = mnist.parent if mnist is not None else _DEFAULT_SHARED.parent
+    folder = root / "cmaterdb-bangla"
+    return folder.resolve() if all((folder / n).is_file() for n in CMATERDB_FILES) else None
+
+
 class NetworkBlocked(OSError):
     pass
 

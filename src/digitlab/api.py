@@ -4,6 +4,7 @@
     run = dl.train(dl.Config(), set={"model.name": "cnn", "train.epochs": 3})
     run.summary["test_accuracy"], run.metrics, run.model
     labels, probabilities = run.predict(images)   # uint8 [N, 28, 28], or image files
+    run.predictions(images)                       # [{"label": 7, "text": "৭", ...}, ...]
     run.plot("curves")                            # a matplotlib Figure
     run = dl.load_run("runs/...")                 # the same Run, from disk
 
@@ -27,7 +28,7 @@ import torch
 from digitlab.config import Config, apply_overrides, read_toml
 from digitlab.errors import CheckpointError, ConfigError, TrainingError, UsageError
 from digitlab.i18n import _
-from digitlab.inference.predictor import Predictor, as_label, expand_inputs
+from digitlab.inference.predictor import Predictor, as_label, expand_inputs, prediction
 from digitlab.inference.preprocess import preprocess
 from digitlab.io import read_jsonl
 from digitlab.registry import closest
@@ -70,17 +71,31 @@ class Run:
     def predict(self, images: Images) -> tuple[list[int | str], torch.Tensor]:
         """(labels, probabilities [N, C] on the CPU) for uint8 [N, 28, 28] digits (white ink on
         black, as in MNIST), or for image files and folders, preprocessed as `digitlab predict`
-        does. Probabilities carry the run's calibration temperature; labels are ints for digit
-        classes, names otherwise."""
+        does. Probabilities carry the run's calibration temperature; labels are digit values
+        for digit classes (7 for "7" and for the Bengali "৭"), names otherwise. The class
+        names themselves: `predictions` or `run.classes[probabilities.argmax(dim=1)[i]]`."""
+        probabilities = self._probabilities(images)
+        labels = [as_label(self.classes[i]) for i in probabilities.argmax(dim=1).tolist()]
+        return labels, probabilities
+
+    def predictions(self, images: Images, top_k: int = 1) -> list[dict]:
+        """One dict per image, as `digitlab predict --json` prints it: label (the digit value),
+        text (the class name, "৭"), index (the class index: 7 for "7", 17 for "৭" in a
+        bilingual model), confidence, probabilities, and top_k when top_k > 1."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise UsageError(_("top_k must be a whole number of at least 1, got {value!r}")
+                             .format(value=top_k))
+        return [prediction(probs, self.classes, top_k) for probs in self._probabilities(images)]
+
+    def _probabilities(self, images: Images) -> torch.Tensor:
+        """[N, C] on the CPU, with the run's temperature (see predict)."""
         if isinstance(images, (str, Path)):
             images = [images]
         if isinstance(images, (list, tuple)):
             digits = self._read_files(images)
         else:
             digits = _check_digits(images)
-        _seen, probabilities = self.predictor.read(digits)
-        labels = [as_label(self.classes[i]) for i in probabilities.argmax(dim=1).tolist()]
-        return labels, probabilities
+        return self.predictor.read(digits)[1]
 
     def _read_files(self, paths: Sequence[str | Path]) -> np.ndarray:
         if not all(isinstance(p, (str, Path)) for p in paths):
@@ -129,7 +144,8 @@ def _confusion(run: Run):
         raise UsageError(_("{path} does not exist: run `digitlab evaluate {run_dir}` first").format(
             path=path, run_dir=run.run_dir))
     evaluation = json.loads(path.read_text(encoding="utf-8"))
-    return confusion_figure(torch.tensor(evaluation["confusion"]), tuple(evaluation["per_class"]))
+    classes = evaluation.get("classes") or list(evaluation["per_class"])  # older runs: keys
+    return confusion_figure(torch.tensor(evaluation["confusion"]), tuple(classes))
 
 
 PLOTS: dict[str, Callable[[Run], object]] = {"curves": _curves, "confusion": _confusion}
@@ -174,7 +190,8 @@ def load_run(path: str | Path, *, device: str = "auto") -> Run:
 
 def train(config: Config | str | Path | None = None, *,
           set: Mapping[str, object] | None = None,  # noqa: A002 (the CLI's --set)
-          model: torch.nn.Module | None = None, data: tuple | None = None) -> Run:
+          model: torch.nn.Module | None = None, data: tuple | None = None,
+          classes: Sequence[str] | None = None) -> Run:
     """Train as `digitlab train` does and return the finished Run (evaluation.json, plots/
     and report.html written too).
 
@@ -187,12 +204,14 @@ def train(config: Config | str | Path | None = None, *,
     (white ink on black) and integer class indices [N], arrays or tensors; or a pair of
     torch Datasets (train, test) yielding (image, label). The run records the dataset "user":
     `digitlab evaluate` and --resume cannot read these tensors again.
+    classes: the names of data='s classes, one per class index (e.g. "০".."৯" for Bengali
+    digits), which predict, reports and figures show; "0", "1", ... when not given.
     Like `digitlab train` without --dataset, a run that never names its dataset falls back to
     the bundled digits set when MNIST can be neither found nor downloaded.
     """
     from digitlab.training import distributed
     from digitlab.training.loop import train as train_loop
-    from digitlab.training.setup import given_dataset, user_splits
+    from digitlab.training.setup import given_dataset
     from digitlab.viz.analysis import evaluate_run
 
     overrides = dict(set or {})
@@ -208,7 +227,10 @@ def train(config: Config | str | Path | None = None, *,
                                          and config.data.name != Config().data.name)
     if model is not None:
         cfg = apply_overrides(cfg, _model_overrides(model, cfg, "model.name" in overrides))
-    dataset = None if data is None else given_dataset(*user_splits(data), cfg)
+    if data is None and classes is not None:
+        raise UsageError(_("classes= names the classes of data=; give data= too (a named "
+                           "dataset brings its own class names)"))
+    dataset = None if data is None else given_dataset(*_named_splits(data, classes), cfg)
     summary = train_loop(cfg, fallback=not named, dataset=dataset, init=model)
     if summary["status"] != "completed":
         raise TrainingError(_("training failed: the test loss is not finite; see {run_dir}/"
@@ -219,6 +241,25 @@ def train(config: Config | str | Path | None = None, *,
     elif distributed.is_main_process():  # evaluation.json, plots/ and report.html, once
         evaluate_run(summary["run_dir"], device=summary["device"])
     return load_run(summary["run_dir"])
+
+
+def _named_splits(data: tuple, classes: Sequence[str] | None) -> tuple:
+    """user_splits(data), with `classes` as the class names when given: distinct, non-empty
+    strings, at least one per class index in the labels; UsageError otherwise."""
+    from digitlab.training.setup import user_splits
+
+    train, test, numbered = user_splits(data)
+    if classes is None:
+        return train, test, numbered
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) and c.strip()
+                                                         for c in classes):
+        raise UsageError(_("classes= takes a list of non-empty class names, e.g. "
+                           "[\"০\", \"১\", ...]; got {value!r}").format(value=classes))
+    names = tuple(classes)
+    if len(set(names)) != len(names) or len(names) < len(numbered):
+        raise UsageError(_("classes= must name each of the {count} classes in data= once; got "
+                           "{names}").format(count=len(numbered), names=list(names)))
+    return train, test, names
 
 
 def _model_overrides(model: torch.nn.Module, cfg: Config, named: bool) -> dict[str, object]:

@@ -197,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_("comma-separated: seed (tutorial vs digitlab), presets (fast99 and "
                         "best over --seeds seeds), predict (throughput), memory (peak RSS), "
                         "robustness (the seed, best and robust presets on image files: "
-                        "scikit-learn digits, photos, mouse drawings, test PNGs); "
+                        "scikit-learn digits, photos, mouse drawings, test PNGs), bangla (the "
+                        "bangla preset over 3 seeds, its photo path, and the bilingual preset "
+                        "per script; --data-dir: a folder holding mnist/ and cmaterdb-bangla/); "
                         "default: seed,predict,memory"))
     p.add_argument("--seeds", type=int, default=3, help=_("seeds per preset (default 3)"))
     p.add_argument("--runs", metavar="PRESET=RUN_DIR,...",

@@ -106,10 +106,10 @@ def cmd_bench(args) -> int:
     from digitlab.inference.robustness import Sizes, parse_runs
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
-    unknown = set(parts) - {"seed", "presets", "predict", "memory", "robustness"}
+    unknown = set(parts) - {"seed", "presets", "predict", "memory", "robustness", "bangla"}
     if unknown:
         raise UsageError(_("--parts: unknown {parts}; choose from seed, presets, predict, "
-                           "memory, robustness").format(parts=sorted(unknown)))
+                           "memory, robustness, bangla").format(parts=sorted(unknown)))
     if args.runs is not None and "robustness" not in parts:
         raise UsageError(_("--runs is for --parts robustness; add robustness to --parts"))
     sizes = Sizes(args.robustness_mnist, args.robustness_photos, args.robustness_mouse,
@@ -180,16 +180,16 @@ def cmd_predict(args) -> int:
             continue
         if args.show:
             try:
-                show(path, digit, str(result["label"]), result["confidence"],
+                show(path, digit, result["text"], result["confidence"],
                      show_dir / f"{index:04d}-{path.stem}.png")
             except OSError as e:
                 raise UsageError(_("--show {folder}: cannot write there ({error})").format(
                     folder=show_dir, error=e.strerror or e)) from None
-        if not args.json:
-            extra = ("\t" + " ".join(f"{t['label']}:{t['probability']:.3f}"
+        if not args.json:  # the class name people read: ৭ for a Bengali seven, label 7
+            extra = ("\t" + " ".join(f"{t['text']}:{t['probability']:.3f}"
                                       for t in result["top_k"])) if args.top_k > 1 else ""
-            label = result["label"] if result.get("sure", True) else _(
-                "{label} (not sure)").format(label=result["label"])
+            label = result["text"] if result.get("sure", True) else _(
+                "{label} (not sure)").format(label=result["text"])
             print(f"{path}\t{label}\t{result['confidence']:.4f}{extra}")
     if args.json:
         print(json.dumps(results, indent=2, allow_nan=False))

@@ -7,7 +7,9 @@ skipped without them. DIGITLAB_README_SCREENSHOT=1 also saves docs/images/serve.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -222,3 +224,48 @@ def test_predicts_while_drawing_and_escape_clears(page):
     page.keyboard.press("Escape")
     assert page.locator("#label").inner_text().strip() not in list("0123456789")
     assert max(bar_widths(page)) == 0
+
+
+def test_the_page_shows_the_servers_messages_and_class_names(page, server):
+    """app.js takes every message and the class names from the page the server rendered (in
+    its --lang): here a Bengali-digit run, with every message marked, answering ৭-style."""
+    bengali = list("০১২৩৪৫৬৭৮৯")
+    block = re.compile(r'(<script id="page-data" type="application/json">)(.*?)(</script>)',
+                       re.S)
+
+    def bengali_page(route):
+        response = route.fetch()
+        data = json.loads(block.search(response.text())[2])
+        data["classes"] = bengali
+        data["messages"] = {key: value if key == "no_digit_detail" else f"«{value}»"
+                            for key, value in data["messages"].items()}
+        body = block.sub(lambda m: m[1] + json.dumps(data) + m[3], response.text())
+        route.fulfill(response=response, body=body)
+
+    def bengali_answer(route):
+        response = route.fetch()
+        body = response.json()
+        if response.ok:
+            body["text"] = body["class_name"] = bengali[body["index"]]
+        route.fulfill(response=response, json=body)
+
+    page.route(f"{server}/", bengali_page)
+    page.route("**/predict", bengali_answer)
+    page.reload()
+    assert page.locator("#status").inner_text() == "«Draw a digit in the black square.»"
+    bars = page.locator("#bars > .bar")
+    assert [bars.nth(i).get_attribute("data-digit") for i in range(10)] == bengali
+
+    draw(page, [(0.5, 0.12), (0.5, 0.35), (0.49, 0.6), (0.48, 0.88)])
+    page.wait_for_function(
+        "() => /^[০-৯]$/.test(document.getElementById('label').textContent.trim())",
+        timeout=15_000)
+    label = page.locator("#label").inner_text().strip()
+    assert page.locator("#bars > .bar.top").get_attribute("data-digit") == label
+    confidence = page.locator("#confidence").inner_text()
+    assert confidence.startswith("«") and confidence.endswith("»") and "%" in confidence
+    page.wait_for_function(
+        "() => document.getElementById('status').textContent.startsWith('«Keep drawing')",
+        timeout=15_000)
+    page.keyboard.press("Escape")
+    assert page.locator("#status").inner_text() == "«Draw a digit in the black square.»"

@@ -20,7 +20,7 @@ from digitlab.i18n import N_
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "mnist"  # dataset source; see `digitlab list`
-    dir: str = ""  # IDX folder ("" = $DIGITLAB_DATA, then cache); folder: DIR/LABEL/*.png; csv: CSV
+    dir: str = ""  # data files ("" = $DIGITLAB_DATA, then cache); folder: DIR/LABEL/*.png; csv: CSV
     test_dir: str = ""  # folder, csv: the test split, same layout; "" = a hold-out of data.dir
     test_fraction: float = 0.2  # folder, csv: share of each class held out (seed 0) as test
     download: bool = True  # fetch from the official mirrors (md5-checked) when nothing is found

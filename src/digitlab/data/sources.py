@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from digitlab.data import csvfile, folder, mnist
+from digitlab.data import cmaterdb, csvfile, folder, mnist
 from digitlab.data.balance import val_count
 from digitlab.data.dataset import Dataset, Split
 from digitlab.data.deskew import deskew
@@ -35,6 +35,33 @@ def build_fashion(cfg: DataConfig) -> Dataset:
 @SOURCES.register("kmnist", "Kuzushiji-MNIST: cursive Japanese characters, 60k / 10k")
 def build_kmnist(cfg: DataConfig) -> Dataset:
     return mnist.load(mnist.KMNIST, cfg.dir, cfg.download)
+
+
+@SOURCES.register("cmaterdb", "CMATERdb 3.1.1: handwritten Bengali digits, 5k train / 1k test; "
+                  "non-commercial use only")
+def build_cmaterdb(cfg: DataConfig) -> Dataset:
+    return cmaterdb.load(cfg.dir, cfg.download)
+
+
+BILINGUAL = "mnist+cmaterdb"
+
+
+@SOURCES.register(BILINGUAL, "20 classes: MNIST's digits (0-9) and CMATERdb's Bengali digits "
+                  "(labels 10-19); balance the scripts with data.balance")
+def build_bilingual(cfg: DataConfig) -> Dataset:
+    """Both sets, CMATERdb's labels moved to 10..19. CMATERdb is 12 times smaller: the
+    bilingual preset draws class-balanced epochs (data.balance = "sampler"), so each script
+    fills half of every epoch."""
+    latin, bengali = mnist.load(mnist.MNIST, cfg.dir, cfg.download), cmaterdb.load(cfg.dir,
+                                                                                  cfg.download)
+    offset = len(latin.classes)
+
+    def join(a: Split, b: Split) -> Split:
+        return Split(torch.cat([a.images, b.images]), torch.cat([a.labels, b.labels + offset]))
+
+    return Dataset(BILINGUAL, "MNIST + CMATERdb", join(latin.train, bengali.train),
+                   join(latin.test, bengali.test), latin.classes + bengali.classes,
+                   f"{latin.origin} + {bengali.origin}")
 
 
 DIGITS_SPLIT_SEED = 0  # fixed, so every run and every user sees the same test set
@@ -105,6 +132,8 @@ TRAIN_SIZES = {
     **{name: mnist.SPLIT_SIZES["train"] for name in mnist.FAMILIES},
     "digits": DIGITS_SIZE - math.ceil(DIGITS_SIZE * DIGITS_TEST_FRACTION),  # 1437
     "synthetic": SYNTHETIC_SIZES[0],
+    "cmaterdb": cmaterdb.SPLIT_SIZES["train"],
+    BILINGUAL: mnist.SPLIT_SIZES["train"] + cmaterdb.SPLIT_SIZES["train"],
 }
 READS_FILES = ("folder", "csv")  # sources whose size is known only by reading data.dir
 

@@ -17,7 +17,7 @@ from digitlab.config import Config, build_config
 from digitlab.data import load_dataset
 from digitlab.data.mnist import DIGITS
 from digitlab.i18n import _, ngettext
-from digitlab.inference import robustness
+from digitlab.inference import bangla_bench, robustness
 from digitlab.inference.predictor import Predictor
 from digitlab.io import dumps_json
 from digitlab.models import build_model
@@ -88,6 +88,8 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
         result["robustness"] = robustness.run_robustness(data.test, runs or {},
                                                          sizes or robustness.Sizes(), data_dir,
                                                          console)
+    if "bangla" in parts:
+        result["bangla"] = bangla_bench.run_bangla(data_dir, console)
     if as_json:
         print(dumps_json(result, indent=2))
         return result
@@ -135,3 +137,5 @@ def print_result(console: Console, result: dict, train_size: int, dataset_title:
                       .format(megabytes=result["peak_rss_mb"]))
     if "robustness" in result:
         console.print(robustness.table(result["robustness"], dataset_title))
+    for table in bangla_bench.tables(result["bangla"]) if "bangla" in result else []:
+        console.print(table)

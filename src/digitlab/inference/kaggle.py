@@ -23,7 +23,8 @@ HEADER = "ImageId,Label"
 
 
 def predict_labels(predictor: Predictor, images: torch.Tensor, batch_size: int) -> list:
-    """The most likely class of each uint8 [28, 28] image, in batches (memory, not speed)."""
+    """The most likely class of each uint8 [28, 28] image, in batches (memory, not speed), as
+    Kaggle wants it: the digit value (as_label: 7 for "7" and for "৭"), a name otherwise."""
     labels = []
     for start in range(0, len(images), batch_size):
         probs = predictor.probabilities(images[start:start + batch_size])

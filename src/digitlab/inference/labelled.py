@@ -4,11 +4,14 @@ DIR is laid out either as ImageFolder (`DIR/<label>/<image>`, sub-folders search
 as a folder with `labels.csv` (a `file,label` header, files relative to DIR). Each file goes
 through `preprocess`, exactly as `digitlab predict` reads it. A file that cannot be read is
 kept, with the reason, so that the caller counts it as an error: nothing is dropped silently.
+A label is one of the model's class names ("৭" for a Bengali seven), or the same digits in
+another script when that names a single class (match_label).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from digitlab.errors import UsageError
 from digitlab.i18n import N_, _
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import ImageError, preprocess
+from digitlab.scripts import digit_value
 
 LABELS_CSV = "labels.csv"
 LAYOUT_HINT = N_("DIR/<label>/<image> or DIR/labels.csv with a file,label header")
@@ -128,14 +132,30 @@ def find_labelled(folder: str | Path) -> LabelledSet:
     return found
 
 
-def check_labels(found: LabelledSet, classes: tuple[str, ...]) -> None:
-    """Every label is one of the model's classes, or a UsageError naming those that are not."""
-    unknown = sorted({f.label for f in found.files} - set(classes))
+def match_label(label: str, classes: tuple[str, ...]) -> str | None:
+    """The class a folder name or labels.csv label names: the class of that name, else the one
+    class writing the same digits in another script ("7" is "৭" for a model that knows only
+    "০".."৯"); None when no class, or more than one, does."""
+    if label in classes:
+        return label
+    value = digit_value(label)
+    same = [name for name in classes
+            if value is not None and len(name) == len(label) and digit_value(name) == value]
+    return same[0] if len(same) == 1 else None
+
+
+def check_labels(found: LabelledSet, classes: tuple[str, ...]) -> LabelledSet:
+    """`found` with every label as the model's class name (match_label), or a UsageError
+    naming the labels that match none."""
+    matched = {label: match_label(label, classes) for label in {f.label for f in found.files}}
+    unknown = sorted(label for label, name in matched.items() if name is None)
     if unknown:
         raise UsageError(_("--images {folder}: the model does not know the label(s) {labels}; "
                            "it knows {classes}: rename the folders or fix labels.csv").format(
             folder=found.folder, labels=", ".join(map(repr, unknown)),
             classes=", ".join(classes)))
+    files = [dataclasses.replace(f, label=matched[f.label]) for f in found.files]
+    return dataclasses.replace(found, files=files)
 
 
 def read_labelled(predictor: Predictor, files: list[LabelledFile],

@@ -19,6 +19,7 @@ from digitlab.errors import UsageError
 from digitlab.i18n import _
 from digitlab.inference.preprocess import ImageError, preprocess
 from digitlab.inference.run import Run, load_run
+from digitlab.scripts import digit_value
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,11 @@ def expand_inputs(paths: list[str]) -> list[Path]:
 
 
 def as_label(name: str) -> int | str:
-    """Digit classes print as ints (7), others keep their names ("Sneaker")."""
-    return int(name) if name.isdigit() else name
+    """A digit class as its value, an int (7 for "7" and for "৭": the Kaggle submission and
+    `label` in predict's JSON), others keep their names ("Sneaker"). The class name itself is
+    the `text` people read."""
+    value = digit_value(name)
+    return name if value is None else value
 
 
 def check_min_confidence(value: float | None, option: str = "--min-confidence") -> None:
@@ -118,24 +122,31 @@ def check_min_confidence(value: float | None, option: str = "--min-confidence") 
                          .format(option=option, value=value))
 
 
+def predicted_class(classes: tuple[str, ...], index: int) -> dict:
+    """label (the digit value, see as_label), text (the class name: "৭") and index (the class
+    index: 7 for "7", 17 for "৭" in the bilingual model, whose labels are both 7)."""
+    return {"label": as_label(classes[index]), "text": classes[index], "index": index}
+
+
 def prediction(probs: torch.Tensor, classes: tuple[str, ...], top_k: int = 1,
                min_confidence: float | None = None) -> dict:
-    """One image's probabilities as JSON-ready values: status "ok", label, confidence,
-    probabilities, and top_k when top_k > 1; with min_confidence, "sure": whether the
-    confidence reaches it. When the model's output is not finite (weights that overflow on
-    this input), status "not-finite" and nulls: JSON has no NaN."""
+    """One image's probabilities as JSON-ready values: status "ok", label, text and index (see
+    predicted_class), confidence, probabilities, and top_k when top_k > 1; with
+    min_confidence, "sure": whether the confidence reaches it. When the model's output is not
+    finite (weights that overflow on this input), status "not-finite" and nulls: JSON has no
+    NaN."""
     sure = {} if min_confidence is None else {"sure": None}
     if not bool(torch.isfinite(probs).all()):
         nulls = {"label": None, "confidence": None, "probabilities": None, **sure}
         return {"status": "not-finite", **nulls, **({"top_k": None} if top_k > 1 else {})}
     top = probs.topk(min(top_k, len(probs)))
-    result = {"status": "ok", "label": as_label(classes[int(top.indices[0])]),
+    result = {"status": "ok", **predicted_class(classes, int(top.indices[0])),
               "confidence": float(top.values[0]),
               "probabilities": [round(float(p), 6) for p in probs]}
     if min_confidence is not None:
         result["sure"] = result["confidence"] >= min_confidence
     if top_k > 1:
-        result["top_k"] = [{"label": as_label(classes[int(i)]), "probability": float(v)}
+        result["top_k"] = [{**predicted_class(classes, int(i)), "probability": float(v)}
                            for v, i in zip(top.values, top.indices, strict=True)]
     return result
 
@@ -144,6 +155,7 @@ def show(original: Path, digit: np.ndarray, label: str, confidence: float, path:
     """Save the input beside the 28x28 the model saw, titled with the prediction."""
     from PIL import Image
 
+    from digitlab.viz.fonts import tight_layout
     from digitlab.viz.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -155,10 +167,10 @@ def show(original: Path, digit: np.ndarray, label: str, confidence: float, path:
     right.set_title(f"model input: {label} ({100 * confidence:.1f}%)")
     for ax in (left, right):
         ax.axis("off")
-    fig.tight_layout()
+    tight_layout(fig)  # in a Bengali font when the label is "৭"
     save_figure(fig, path)
     return path
 
 
 __all__ = ["ImageError", "Predictor", "as_label", "check_min_confidence", "expand_inputs",
-           "prediction", "show"]
+           "predicted_class", "prediction", "show"]

@@ -1,6 +1,7 @@
 """`digitlab serve`: a local page to draw a digit, and a small JSON API around a Predictor.
 
-    GET  /          the drawing page (static/index.html; every asset is served from here)
+    GET  /          the drawing page, in the CLI's language (page.py fills the template
+                    static/index.html; every asset is served from here)
     POST /predict   multipart field `file` (an image), or JSON {"pixels": 28x28 numbers}
     GET  /model     what is loaded: model, dataset, test accuracy, config summary
     GET  /healthz   {"status": "ok"}
@@ -23,13 +24,11 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -48,8 +47,9 @@ from digitlab.serve.guard import (
     read_body,
 )
 from digitlab.serve.listen import listen, run
+from digitlab.serve.page import STATIC, TEMPLATE, render
+from digitlab.serve.schema import PREDICT_BODY, PREDICT_RESPONSES, Prediction, class_value
 
-STATIC = Path(__file__).resolve().parent / "static"
 # Calibrated, 0.6 means a guess right about 3 times in 5: below it the page says "not sure".
 DEFAULT_MIN_CONFIDENCE = 0.6
 log = logging.getLogger("digitlab.serve")
@@ -61,36 +61,6 @@ PAGE_HEADERS = {
                                "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-}
-
-
-class Prediction(BaseModel):
-    label: int
-    class_name: str
-    confidence: float
-    sure: bool  # confidence >= min_confidence
-    min_confidence: float
-    probabilities: list[float]
-    preprocessed: list[list[int]]
-
-
-PREDICT_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {"type": "object", "required": ["file"],
-                       "properties": {"file": {"type": "string", "format": "binary",
-                                               "description": "an image: PNG, JPEG, ..."}}}},
-        "application/json": {
-            "schema": {"type": "object", "required": ["pixels"],
-                       "properties": {"pixels": {
-                           "type": "array", "minItems": FRAME, "maxItems": FRAME,
-                           "items": {"type": "array", "minItems": FRAME, "maxItems": FRAME,
-                                     "items": {"type": "number"}},
-                           "description": "28x28, white ink on black (MNIST polarity); "
-                                          "0..255, or 0..1 when no value exceeds 1; used as "
-                                          "given, without re-centring"}}}},
-    },
 }
 
 
@@ -173,8 +143,8 @@ def answer(predictor: Predictor, digit: np.ndarray,
     index = int(probs.argmax())
     name = predictor.classes[index]
     confidence = float(probs[index])
-    return {"label": int(name) if name.isdigit() else index, "class_name": name,
-            "confidence": confidence, "sure": confidence >= min_confidence,
+    return {"label": class_value(name, index), "index": index, "class_name": name,
+            "text": name, "confidence": confidence, "sure": confidence >= min_confidence,
             "min_confidence": min_confidence, "probabilities": [float(p) for p in probs],
             "preprocessed": seen.astype(int).tolist()}
 
@@ -206,21 +176,14 @@ async def too_large(request: Request, exc: PayloadTooLarge) -> JSONResponse:
 
 
 class Static(StaticFiles):
+    """static/, less the page's template: the page itself is GET /."""
+
     async def get_response(self, path, scope):
+        if path == TEMPLATE.name:
+            raise HTTPException(404)
         response = await super().get_response(path, scope)
         response.headers.update(PAGE_HEADERS)
         return response
-
-
-PREDICT_RESPONSES = {
-    400: {"description": "not a usable image, or no digit found"},
-    403: {"description": "a POST from another origin"},
-    413: {"description": "body over 2 MB (JSON: over 64 kB)"},
-    415: {"description": "unsupported content type"},
-    421: {"description": "bound to loopback, and the Host header names another machine"},
-    422: {"description": "malformed pixels, JSON or form"},
-    503: {"description": "the model's output is not finite"},
-}
 
 
 def create_app(predictor: Predictor, host: str = "127.0.0.1",
@@ -235,10 +198,11 @@ def create_app(predictor: Predictor, host: str = "127.0.0.1",
     app.add_middleware(RequestGuard, hosts=allowed_hosts(host))
     app.add_exception_handler(ImageError, image_error)
     app.add_exception_handler(PayloadTooLarge, too_large)
+    page = render(predictor)  # in the language of the moment: --lang, $DIGITLAB_LANG
 
     @app.get("/", include_in_schema=False)
     async def index():
-        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+        return HTMLResponse(page, headers=PAGE_HEADERS)
 
     @app.get("/healthz")
     async def healthz() -> dict:

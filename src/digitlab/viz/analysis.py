@@ -1,6 +1,7 @@
 """What a trained model learned, on the test split: per-class metrics, the confusion matrix,
 the most-confused pairs, the highest-loss images, how honest its confidence is before and
-after the run's temperature (ECE); written as evaluation.json, plots and the HTML report.
+after the run's temperature (ECE), and for classes in two scripts (Latin "7" and Bengali "৭")
+the confusions between them; written as evaluation.json, plots and the HTML report.
 Drawn by `digitlab train` once a run has finished, by `digitlab evaluate` and by
 `digitlab plot run`."""
 
@@ -21,6 +22,7 @@ from digitlab.errors import CheckpointError, UsageError
 from digitlab.i18n import _
 from digitlab.inference.run import load_run
 from digitlab.io import atomic_write_text, ensure_writable, read_jsonl, write_json
+from digitlab.scripts import script_report
 from digitlab.training.calibration import (
     ECE_BINS,
     confidence_bins,
@@ -71,6 +73,13 @@ def most_confused(confusion: torch.Tensor, classes: tuple[str, ...], k: int = 10
     c = len(classes)
     return [{"true": classes[int(i) // c], "predicted": classes[int(i) % c], "count": int(n)}
             for n, i in zip(counts[:k], index[:k], strict=True) if n > 0]
+
+
+def with_scripts(confusion: torch.Tensor, classes: tuple[str, ...]) -> dict:
+    """{"scripts": ...} for classes in two scripts (scripts.script_report: per-script accuracy,
+    right digit in the wrong script, the confusions between scripts); {} for one script."""
+    report = script_report(confusion, classes)
+    return {} if report is None else {"scripts": report}
 
 
 def confusion_csv(confusion: torch.Tensor, classes: tuple[str, ...]) -> str:
@@ -124,12 +133,14 @@ def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch
         "dataset": dataset.name,
         "dataset_title": dataset.title,
         "model": cfg.model.name,
+        "classes": list(dataset.classes),
         **(extra or {}),
         "per_class": report["per_class"],
         "macro_avg": report["macro"],
         "per_class_accuracy": {k: v["recall"] for k, v in report["per_class"].items()},
         "most_confused": most_confused(confusion, dataset.classes),
         "confusion": confusion.tolist(),
+        **with_scripts(confusion, dataset.classes),
         "calibration": calibration_report(logits, test.labels, temperature, recorded or {},
                                           run_dir / "plots" / "reliability.png"),
     }
@@ -171,6 +182,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
     if data_dir:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=data_dir))
     dataset = load_dataset(cfg.data)
+    if len(dataset.classes) == len(run.classes):  # the names the run was trained with label it
+        dataset = dataclasses.replace(dataset, classes=run.classes)
     recorded = run.meta.get("calibration")
     return analyze(run.model, dataset, cfg, run.device, run_dir,
                    extra={"checkpoint": str(run.path), "epoch": run.meta.get("epoch"),

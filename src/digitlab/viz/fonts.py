@@ -5,6 +5,9 @@ use the first installed Bengali-capable font (Debian: fonts-noto-core, fonts-loh
 with DejaVu Sans behind it for Latin letters and digits. Without one, figures stay in English
 and one line says so, once per process. report.html is translated either way: the browser
 brings its own fonts.
+
+A figure that shows Bengali text in any language (the class names "০".."৯" of cmaterdb and
+mnist+cmaterdb on tick labels and titles) gets the same font, so that ৭ is never a box.
 """
 
 from __future__ import annotations
@@ -13,13 +16,18 @@ import functools
 import sys
 
 from digitlab.i18n import DEFAULT, N_, _, language
+from digitlab.scripts import has_bengali
 
 # First found wins; all of them carry the Bengali block.
 BENGALI_FAMILIES = ("Noto Sans Bengali", "Noto Sans Bengali UI", "Noto Serif Bengali",
                     "Lohit Bengali", "Lohit Assamese")
 NO_FONT = N_("no Bengali font found (install fonts-noto-core or fonts-lohit-beng-bengali); "
              "figures stay in English")
+NO_FONT_FOR_NAMES = N_("no Bengali font found (install fonts-noto-core or "
+                       "fonts-lohit-beng-bengali); Bengali class names show as boxes in the "
+                       "figures")
 _noticed: list[bool] = []  # the notice, once per process
+_noticed_names: list[bool] = []  # NO_FONT_FOR_NAMES, once per process
 
 
 @functools.cache
@@ -54,14 +62,28 @@ def tr(message: str) -> str:
     return _(message) if figures_translated() else message
 
 
-def apply_font(fig) -> None:
-    """Give every text of `fig` the language's font, DejaVu Sans after it for what it lacks."""
+def _texts(fig) -> list:
     from matplotlib.text import Text
 
+    texts = fig.findobj(Text)
+    for ax in fig.axes:  # tick labels take their text when drawn; these calls set it now
+        texts += [*ax.get_xticklabels(), *ax.get_yticklabels()]
+    return texts
+
+
+def apply_font(fig) -> None:
+    """Give every text of `fig` the language's font, DejaVu Sans after it for what it lacks;
+    the Bengali font in any language when the figure shows Bengali text (class names)."""
+    texts = _texts(fig)
     font = figure_font()
+    if font is None and any(has_bengali(text.get_text()) for text in texts):
+        font = bengali_font()
+        if font is None and not _noticed_names:
+            _noticed_names.append(True)
+            print(_(NO_FONT_FOR_NAMES), file=sys.stderr)
     if font is None:
         return
-    for text in fig.findobj(Text):
+    for text in texts:
         text.set_fontfamily([font, "DejaVu Sans"])
 
 

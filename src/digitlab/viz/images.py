@@ -29,7 +29,8 @@ from digitlab.inference.labelled import (
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import ImageError, open_image
 from digitlab.io import ensure_writable, write_json
-from digitlab.viz.analysis import most_confused
+from digitlab.viz.analysis import most_confused, with_scripts
+from digitlab.viz.fonts import apply_font
 from digitlab.viz.plots import pyplot, save_figure
 
 GALLERY_SIZE = 48  # mistakes drawn, the most confident first
@@ -89,6 +90,7 @@ def summarize(found: LabelledSet, readings: Readings, classes: tuple[str, ...]) 
         "per_class": per_class(labels, preds, [index[f.label] for f in found.files], classes),
         "most_confused": most_confused(confusion, classes),
         "confusion": confusion.tolist(),  # rows: true, columns: predicted; files read only
+        **with_scripts(confusion, classes),
         "mistakes": [{"file": readings.files[i].name, "true": classes[int(labels[i])],
                       "predicted": classes[int(preds[i])], "confidence": float(confidence[i]),
                       "index": i} for i in wrong],
@@ -133,6 +135,7 @@ def mistakes_gallery(readings: Readings, mistakes: list[dict], path: Path, title
     fig.suptitle(title + (f" (the {len(shown)} most confident; {more} more in the JSON)"
                           if more > 0 else ""))
     height = fig.get_figheight()
+    apply_font(fig)  # before measuring: Bengali class names are drawn in a Bengali font
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))  # 0.4 inch for the title, any height
     save_figure(fig, path)
 
@@ -148,7 +151,7 @@ def evaluate_images(run_dir: str | Path, images_dir: str | Path, device: str = "
                          .format(folder=images_dir, run_dir=run_dir))
     found = find_labelled(images_dir)
     predictor = Predictor.load(run_dir, device)  # a CheckpointError for a bad run
-    check_labels(found, predictor.classes)
+    found = check_labels(found, predictor.classes)  # labels as the model's class names
     for folder in (run_dir, run_dir / "plots"):  # before the work: a clear line, no traceback
         ensure_writable(folder)
     readings = read_labelled(predictor, found.files)

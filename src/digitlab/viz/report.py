@@ -10,6 +10,7 @@ from pathlib import Path
 
 from digitlab.i18n import N_, _, language
 from digitlab.io import atomic_write_text, read_jsonl
+from digitlab.scripts import SCRIPTS
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
@@ -73,6 +74,31 @@ def calibration_section(calibration: dict) -> list[str]:
             html_table(["", _("value (before -> after)")], rows)]
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"  # None: no images of that script
+
+
+def scripts_section(block: dict) -> list[str]:
+    """For classes in two scripts (evaluation.json's "scripts"): per script its accuracy and
+    how often the right digit came out in the other script, then the confusions between them."""
+    rows = [[_(SCRIPTS.get(script, script)), row["images"], _percent(row["accuracy"]),
+             _percent(row["value_right_script_wrong"])]
+            for script, row in block["per_script"].items()]
+    parts = [heading(_("Confusions between the scripts")),
+             "<p class='muted'>" + html.escape(_(
+                 "Accuracy counts a digit right only in its own script; the last column is how "
+                 "often the model read the right digit but in the other script.")) + "</p>",
+             html_table([_("script"), _("images"), _("accuracy"),
+                         _("right digit, wrong script")], rows)]
+    confusions = block["confusions"]
+    if confusions:
+        parts.append(html_table([_("true"), _("predicted"), _("count")],
+                                [[p["true"], p["predicted"], p["count"]] for p in confusions]))
+    else:
+        parts.append("<p>" + html.escape(_("No image was read in the other script.")) + "</p>")
+    return parts
+
+
 def render(run_dir: Path) -> str:
     summary = _read_json(run_dir / "summary.json")
     evaluation = _read_json(run_dir / "evaluation.json")
@@ -108,6 +134,8 @@ def render(run_dir: Path) -> str:
             parts += [heading(_("Most confused pairs"), 3), html_table(
                 [_("true"), _("predicted"), _("count")],
                 [[p["true"], p["predicted"], p["count"]] for p in evaluation["most_confused"]])]
+    if isinstance(evaluation.get("scripts"), dict):
+        parts += scripts_section(evaluation["scripts"])
     if isinstance(evaluation.get("calibration"), dict):
         parts += calibration_section(evaluation["calibration"])
     for name, caption in FIGURES:

@@ -1,6 +1,8 @@
 // digitlab: draw a digit. The canvas is sent as a PNG (multipart field "file") to /predict,
 // where the same preprocessing as `digitlab predict` crops it, fits it to MNIST's 20x20 box
 // and centres it by mass; the page shows the answer and the 28x28 the model saw.
+// The server renders the page in its language (--lang) and hands this script its messages
+// and the run's class names in the JSON block #page-data.
 "use strict";
 
 (function () {
@@ -15,10 +17,12 @@
   const confidenceEl = document.getElementById("confidence");
   const barsEl = document.getElementById("bars");
   const statusEl = document.getElementById("status");
-  const modelEl = document.getElementById("model");
   const clearBtn = document.getElementById("clear");
 
-  let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+  // From the server, in its language: {lang, classes: the run's class names, messages}.
+  const data = JSON.parse(document.getElementById("page-data").textContent);
+  const text = data.messages;
+  const classes = data.classes.map(String);
   let drawing = false;
   let dirty = false; // something has been drawn since the last clear
   let last = null;
@@ -30,8 +34,15 @@
   let busy = false;
   let again = false;
 
-  function setStatus(text, warn) {
-    statusEl.textContent = text;
+  // "{percent} sure" with {percent: "97.1%"} -> "97.1% sure" (the server's templates are
+  // Python str.format ones with named fields; a translation may move them).
+  function format(template, values) {
+    return template.replace(/\{(\w+)\}/g,
+      (whole, name) => (name in values ? String(values[name]) : whole));
+  }
+
+  function setStatus(message, warn) {
+    statusEl.textContent = message;
     statusEl.classList.toggle("warn", Boolean(warn));
   }
 
@@ -84,7 +95,7 @@
     dirty = false;
     resetPad();
     resetResult();
-    setStatus("Draw a digit in the black square.");
+    setStatus(text.draw);
   }
 
   function point(ev) {
@@ -182,18 +193,18 @@
       if (!response.ok) {
         resetResult();
         const detail = typeof body.detail === "string" ? body.detail : "";
-        if (/no digit/i.test(detail)) {
-          setStatus("No digit yet: draw a bigger stroke.", true);
+        if (detail === text.no_digit_detail) { // a blank or too small drawing
+          setStatus(text.no_digit, true);
         } else {
-          setStatus(detail || `The server answered ${response.status}.`, true);
+          setStatus(detail || format(text.server_answered, { status: response.status }), true);
         }
         return;
       }
       show(body);
-      setStatus("Keep drawing, or Clear to start again.");
+      setStatus(text.keep_drawing);
     } catch (err) {
       if (err.name !== "AbortError" && mine === seq) {
-        setStatus("Cannot reach the digitlab server.", true);
+        setStatus(text.unreachable, true);
       }
     } finally {
       if (inflight === controller) inflight = null;
@@ -207,17 +218,19 @@
     if (barsEl.children.length !== probs.length) buildBars(probs.length);
     let top = 0;
     probs.forEach((p, i) => { if (p > probs[top]) top = i; });
-    labelEl.textContent = result.class_name !== undefined ? result.class_name
-      : String(result.label);
+    // The run's own class name: 7, ৭ or Sneaker, as the model's classes spell it.
+    labelEl.textContent = typeof result.text === "string" ? result.text
+      : typeof result.class_name === "string" ? result.class_name : String(result.label);
     labelEl.classList.remove("empty");
     // Below the server's --min-confidence the best guess stays, marked "not sure".
     const unsure = result.sure === false;
     labelEl.classList.toggle("unsure", unsure);
     confidenceEl.classList.toggle("unsure", unsure);
-    const pct = `${(100 * result.confidence).toFixed(1)}%`;
-    confidenceEl.textContent = unsure ? `not sure: best guess at ${pct}` : `${pct} sure`;
+    const percent = `${(100 * result.confidence).toFixed(1)}%`;
+    confidenceEl.textContent = format(unsure ? text.not_sure : text.sure, { percent });
     confidenceEl.title = typeof result.min_confidence === "number"
-      ? `answers below ${(100 * result.min_confidence).toFixed(0)}% are marked not sure` : "";
+      ? format(text.threshold, { percent: `${(100 * result.min_confidence).toFixed(0)}%` })
+      : "";
     Array.from(barsEl.children).forEach((bar, i) => {
       const pct = 100 * probs[i];
       bar.style.width = `${pct.toFixed(1)}%`;
@@ -241,34 +254,6 @@
     previewCtx.putImageData(image, 0, 0);
   }
 
-  async function describeModel() {
-    try {
-      const response = await fetch("/model");
-      if (!response.ok) return;
-      const info = await response.json();
-      if (Array.isArray(info.classes) && info.classes.length) {
-        classes = info.classes.map(String);
-        if (!dirty || barsEl.children.length !== classes.length) {
-          buildBars(classes.length);
-          resetResult();
-        } else {
-          Array.from(barsEl.children).forEach((bar, i) => { bar.dataset.digit = classes[i]; });
-        }
-      }
-      const parts = [info.preset ? `${info.preset} preset` : "own config (no preset)",
-                     `model ${info.model}`];
-      if (info.dataset) parts.push(`trained on ${info.dataset}`);
-      if (typeof info.test_accuracy === "number") {
-        parts.push(`test accuracy ${(100 * info.test_accuracy).toFixed(2)}%`);
-      }
-      if (info.epoch) parts.push(`${info.epoch} epochs`);
-      modelEl.textContent = parts.join(" \u00b7 ");
-    } catch (err) {
-      // the page works without it
-    }
-  }
-
   buildBars(classes.length);
   clearAll();
-  describeModel();
 })();
