@@ -1,8 +1,11 @@
 """The drawing page in a real, headless Chromium against a real `digitlab serve` process:
 draw a stroke with the mouse, see a prediction, the bars and the 28x28 preview; Clear resets.
+And the Bengali-digit run (configs/bangla.toml, served with --lang bn): a ৭ drawn with the
+mouse is read as ৭, on a page in Bengali.
 
 Needs Playwright (pip) and Chromium at /usr/bin/chromium (apt-get install chromium);
-skipped without them. DIGITLAB_README_SCREENSHOT=1 also saves docs/images/serve.png.
+skipped without them; the Bengali tests also need the shared CMATERdb files.
+DIGITLAB_README_SCREENSHOT=1 also saves docs/images/serve.png and docs/images/serve-bn.png.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,7 +28,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]
-README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "serve.png"
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+README_SCREENSHOT = IMAGES / "serve.png"
+BENGALI_SCREENSHOT = IMAGES / "serve-bn.png"
+BENGALI_DIGITS = list("০১২৩৪৫৬৭৮৯")
 
 
 # ---------------------------------------------------------------- server and browser
@@ -41,15 +48,16 @@ def sync_api():
     return sync_api
 
 
-@pytest.fixture(scope="module")
-def server(sync_api, digits_run, tmp_path_factory, session_cache):
-    """`python -m digitlab serve RUN_DIR --port P` on loopback; its base URL once up."""
-    run = digits_run
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+@contextmanager
+def serving(run: Path, log: Path, cache: Path, lang: str | None = None):
+    """`python -m digitlab [--lang LANG] serve RUN --port P` on loopback; its base URL once
+    up."""
     port = free_port()
-    env = dict(os.environ, DIGITLAB_CACHE=str(session_cache))
+    env = dict(os.environ, DIGITLAB_CACHE=str(cache))
     env.pop("DIGITLAB_DATA", None)
-    proc = subprocess.Popen([sys.executable, "-m", "digitlab", "serve", str(run),
+    env.pop("DIGITLAB_LANG", None)
+    language = ["--lang", lang] if lang else []
+    proc = subprocess.Popen([sys.executable, "-m", "digitlab", *language, "serve", str(run),
                              "--port", str(port), "--device", "cpu"],
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -72,6 +80,24 @@ def server(sync_api, digits_run, tmp_path_factory, session_cache):
 
 
 @pytest.fixture(scope="module")
+def server(sync_api, digits_run, tmp_path_factory, session_cache):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with serving(digits_run, log, session_cache) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def bangla_server(sync_api, request, tmp_path_factory, session_cache):
+    """The session's bangla run, served in Bengali (--lang bn)."""
+    # Asked for here, not as an argument: pytest sets up session fixtures first, and the run
+    # (half a minute of training) is not wanted when there is no Chromium to show it.
+    run = request.getfixturevalue("bangla_run")
+    log = tmp_path_factory.mktemp("serve-bn") / "serve.log"
+    with serving(run, log, session_cache, lang="bn") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
 def browser(sync_api):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
@@ -82,8 +108,10 @@ def browser(sync_api):
             browser.close()
 
 
-@pytest.fixture
-def page(browser, server):
+@contextmanager
+def opened(browser, base: str):
+    """A fresh page at `base`/; fails the test on a page error, a console error or a request
+    that leaves the server."""
     context = browser.new_context(viewport={"width": 900, "height": 640},
                                   device_scale_factor=1)
     page = context.new_page()
@@ -93,12 +121,24 @@ def page(browser, server):
             and "status of 400" not in msg.text else None)  # a 400 is how "no digit" arrives
     outside: list[str] = []
     page.on("request", lambda req: outside.append(req.url)
-            if not req.url.startswith((server, "data:", "blob:")) else None)
-    page.goto(f"{server}/")
+            if not req.url.startswith((base, "data:", "blob:")) else None)
+    page.goto(f"{base}/")
     yield page
     context.close()
     assert not outside, f"the page reached outside the server: {outside}"
     assert not errors, f"errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(browser, server):
+    with opened(browser, server) as page:
+        yield page
+
+
+@pytest.fixture
+def bangla_page(browser, bangla_server):
+    with opened(browser, bangla_server) as page:
+        yield page
 
 
 # ---------------------------------------------------------------- the tests
@@ -269,3 +309,77 @@ def test_the_page_shows_the_servers_messages_and_class_names(page, server):
         timeout=15_000)
     page.keyboard.press("Escape")
     assert page.locator("#status").inner_text() == "«Draw a digit in the black square.»"
+
+
+# ---------------------------------------------------------------- Bengali digits, in Bengali
+
+# A Bengali ৭ as CMATERdb's writers make it, one stroke: from inside the loop out to the left,
+# round the loop's left side and over its top to the right, then the stem straight down the
+# right side, its foot turning a little to the right (fractions of the pad, x right, y down).
+SEVEN = [(0.56, 0.42), (0.44, 0.47), (0.31, 0.44), (0.23, 0.34), (0.26, 0.22), (0.38, 0.14),
+         (0.54, 0.13), (0.68, 0.18), (0.74, 0.30), (0.73, 0.48), (0.71, 0.66), (0.72, 0.80),
+         (0.77, 0.89)]
+
+
+def bengali() -> dict[str, str]:
+    """The page's texts as the Bengali catalog has them (the autouse fixture in conftest.py
+    switches back to English after the test)."""
+    from digitlab.i18n import _, set_language
+    from digitlab.serve.page import HTML_MESSAGES, JS_MESSAGES, hint
+
+    set_language("bn")
+    texts = {key: _(message) for key, message in {**HTML_MESSAGES, **JS_MESSAGES}.items()}
+    texts["hint"] = hint(tuple(BENGALI_DIGITS))
+    return texts
+
+
+def test_the_bangla_run_served_with_lang_bn_speaks_bengali(bangla_page):
+    page = bangla_page
+    bn = bengali()
+    assert bn["draw"] != "Draw a digit in the black square."  # the catalog translates it
+    assert page.evaluate("() => document.documentElement.lang") == "bn"
+    assert page.title() == bn["title"]
+    assert page.locator("h1").inner_text() == bn["title"]
+    assert page.locator(".hint").inner_text() == bn["hint"]
+    assert "০" in bn["hint"] and "৯" in bn["hint"]
+    assert page.locator("#status").inner_text() == bn["draw"]
+    assert page.locator("#clear").inner_text() == bn["clear"]
+    bars = page.locator("#bars > .bar")
+    assert [bars.nth(i).get_attribute("data-digit") for i in range(10)] == BENGALI_DIGITS
+
+
+def test_a_bengali_seven_drawn_with_the_mouse_is_read_as_seven(bangla_page, bangla_server):
+    page = bangla_page
+    bn = bengali()
+    draw(page, SEVEN)
+
+    # The server's answer to the finished drawing: the pad as the page sends it.
+    png = page.evaluate("""async () => {
+        const blob = await new Promise(r => document.getElementById('pad').toBlob(r, 'image/png'));
+        return Array.from(new Uint8Array(await blob.arrayBuffer()));
+    }""")
+    answer = httpx.post(f"{bangla_server}/predict", timeout=30,
+                        files={"file": ("drawing.png", bytes(png), "image/png")}).json()
+    print(f"\nthe drawn ৭: read as {answer['text']} at {answer['confidence']:.5f}")
+    assert answer["text"] == answer["class_name"] == "৭"
+    assert answer["index"] == 7
+    assert answer["confidence"] > 0.5
+    assert answer["confidence"] == max(answer["probabilities"])
+
+    # ... and the page shows that answer, in Bengali.
+    percent = f"{100 * answer['confidence']:.1f}%"
+    expected = bn["sure" if answer["sure"] else "not_sure"].format(percent=percent)
+    page.wait_for_function(
+        "([label, confidence]) => document.getElementById('label').textContent.trim() === label"
+        " && document.getElementById('confidence').textContent === confidence",
+        arg=["৭", expected], timeout=15_000)
+    page.wait_for_function(
+        "(text) => document.getElementById('status').textContent === text",
+        arg=bn["keep_drawing"], timeout=15_000)
+    assert page.locator("#label.unsure").count() == (0 if answer["sure"] else 1)
+    assert page.locator("#bars > .bar.top").get_attribute("data-digit") == "৭"
+    assert max(bar_widths(page)) == pytest.approx(100 * answer["confidence"], abs=0.06)
+
+    if os.environ.get("DIGITLAB_README_SCREENSHOT"):  # opt-in: refresh the docs' picture
+        BENGALI_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.locator("main").screenshot(path=str(BENGALI_SCREENSHOT))
