@@ -16,7 +16,8 @@ GUIDE_EN, GUIDE_BN = "mnist_end_to_end_line_by_line.md", "mnist_end_to_end_line_
 REQUIRED = ["README.md", "getting-started.md", GUIDE_EN, "cheatsheet-losses.md",
             "cheatsheet-optimizers.md", "cheatsheet-schedulers.md", "cheatsheet-activations.md",
             "common-mistakes.md", "guide-imbalance.md", "guide-performance.md",
-            "guide-torchrun.md", "guide-predict-serve.md", "guide-export.md", "cli.md"]
+            "guide-torchrun.md", "guide-predict-serve.md", "guide-export.md", "guide-bangla.md",
+            "cli.md"]
 MARKDOWN = sorted([REPO / "README.md", REPO / "README.bn.md", *(REPO / "docs").rglob("*.md")])
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|<img[^>]+src=\"([^\"]+)\"")
 

@@ -21,6 +21,7 @@ from digitlab.data.balance import (
     val_split,
     weighted_order,
 )
+from digitlab.data.loader import epoch_order
 from digitlab.errors import ConfigError
 from digitlab.training.setup import training_splits
 from helpers import TINY
@@ -155,6 +156,17 @@ def test_weighted_order_is_roughly_uniform_over_classes():
     assert not torch.equal(order, weighted_order(labels, 10, seed=0, epoch=1))
 
 
+def test_sqrt_order_gives_each_class_a_share_in_proportion_to_its_square_root():
+    counts = [6400, 6400, 400, 400]  # square roots 80, 80, 20, 20: shares 0.4, 0.4, 0.1, 0.1
+    labels = labels_with_counts(counts)
+    order = weighted_order(labels, 4, seed=0, epoch=0, power=0.5)
+    assert len(order) == len(labels)
+    shares = torch.bincount(labels[order], minlength=4).float() / len(order)
+    assert torch.allclose(shares, torch.tensor([0.4, 0.4, 0.1, 0.1]), atol=0.01)
+    assert torch.equal(order, epoch_order(labels, 0, 0, "sqrt", num_classes=4))
+    assert not torch.equal(order, epoch_order(labels, 0, 0, "sampler", num_classes=4))
+
+
 def test_balancing_weights_formula():
     labels = torch.tensor([0] * 6 + [1] * 3 + [2] * 1)
     w = balancing_weights(labels, 3)
@@ -212,7 +224,7 @@ def test_cli_val_size_too_big(tmp_path, capsys):
 
 # ---- end to end -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("balance", ["none", "weights", "sampler", "lecun"])
+@pytest.mark.parametrize("balance", ["none", "weights", "sampler", "sqrt", "lecun"])
 def test_cli_balance_modes(balance, tmp_path, capsys):
     run = tmp_path / "run"
     finetune = 0 if balance == "none" else 1

@@ -33,7 +33,7 @@ class DataConfig:
     val_size: float = 0.0  # held out from train for validation: a fraction (<1) or a count
     imbalance_ratio: float = 1.0  # >1 makes a long-tailed train set: largest/smallest class
     imbalance_profile: str = "exponential"  # class sizes fall "exponential"ly or in a "step"
-    balance: str = "none"  # "none", "weights" (in the loss), "sampler", "lecun" (equal batches)
+    balance: str = "none"  # "none", "weights" (loss), "sampler", "sqrt" (draws), "lecun" (batches)
     balance_finetune_epochs: int = 0  # last N epochs at the true class frequencies
     deskew: bool = False  # remove each digit's slant (image moments), in training and inference
     # augmentation of training batches, on the device (data.loader = "device"); all 0 = off
@@ -69,7 +69,7 @@ class DataConfig:
         check(self.imbalance_ratio >= 1, "data.imbalance_ratio", N_(">= 1 (1 = balanced)"),
                self.imbalance_ratio)
         check_choice(self, "data.imbalance_profile", ("exponential", "step"))
-        check_choice(self, "data.balance", ("none", "weights", "sampler", "lecun"))
+        check_choice(self, "data.balance", ("none", "weights", "sampler", "sqrt", "lecun"))
         check_augmentation(self)
         own_files = self.name in ("folder", "csv")
         check(self.dir != "" or not own_files, "data.dir",

@@ -1,9 +1,11 @@
 """Splits and class balance: validation hold-out, long-tailed training sets, balanced orders.
 
 Everything here is a pure function of (labels, seed, epoch), so runs and resumes repeat exactly.
-The balance modes (data.balance): "none"; "weights" balances in the loss; "sampler" and "lecun"
-balance which samples an epoch draws (`draws_balanced`). The last data.balance_finetune_epochs
-epochs go back to the true frequencies (`epoch_balance`).
+The balance modes (data.balance): "none"; "weights" balances in the loss; "sampler", "sqrt" and
+"lecun" change which samples an epoch draws (`draws_balanced`): "sampler" gives every class an
+equal share, "sqrt" a share in proportion to the square root of its size (half-way, on a log
+scale, between the true frequencies and equal shares), "lecun" equal batches. The last
+data.balance_finetune_epochs epochs go back to the true frequencies (`epoch_balance`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def epoch_generator(seed: int, epoch: int, offset: int = 0,
 def draws_balanced(balance: str) -> bool:
     """The modes that balance which samples an epoch draws; "weights" balances in the loss
     and draws like "none"."""
-    return balance in ("sampler", "lecun")
+    return balance in ("sampler", "sqrt", "lecun")
 
 
 def epoch_balance(balance: str, epoch: int, epochs: int, finetune_epochs: int) -> str:
@@ -108,10 +110,12 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=epoch_generator(seed, epoch))
 
 
-def weighted_order(labels: torch.Tensor, num_classes: int, seed: int,
-                   epoch: int) -> torch.Tensor:
-    """WeightedRandomSampler semantics: N draws with replacement, P(i) ~ 1 / n_class(i)."""
-    weights = balancing_weights(labels, num_classes)[labels]
+def weighted_order(labels: torch.Tensor, num_classes: int, seed: int, epoch: int,
+                   power: float = 1.0) -> torch.Tensor:
+    """WeightedRandomSampler semantics: N draws with replacement, P(i) ~ n_class(i)^-power, so
+    class c gets a share ~ n_c^(1 - power) of the epoch: equal shares at power 1 ("sampler"),
+    shares ~ sqrt(n_c) at power 0.5 ("sqrt")."""
+    weights = balancing_weights(labels, num_classes).pow(power)[labels]
     return torch.multinomial(weights, len(labels), replacement=True,
                              generator=epoch_generator(seed, epoch))
 

@@ -29,8 +29,9 @@ from digitlab.data.dataset import Split
 def epoch_order(labels: torch.Tensor, seed: int, epoch: int, balance: str = "none",
                 num_classes: int = 10, batch_size: int = 64) -> torch.Tensor:
     """The sample order of one epoch: a permutation, or a class-balanced draw."""
-    if balance == "sampler":
-        return weighted_order(labels, num_classes, seed, epoch)
+    if balance in ("sampler", "sqrt"):
+        power = 1.0 if balance == "sampler" else 0.5
+        return weighted_order(labels, num_classes, seed, epoch, power)
     if balance == "lecun":
         return lecun_order(labels, num_classes, batch_size, seed, epoch)
     return epoch_permutation(len(labels), seed, epoch)

@@ -145,7 +145,7 @@ def known_epoch_batches(cfg: DataConfig) -> int | None:
     size = TRAIN_SIZES.get(cfg.name)
     if size is None or cfg.imbalance_ratio != 1 or cfg.balance == "lecun":
         return None
-    # "none", "weights" and "sampler" all draw as many samples as the split holds
+    # "none", "weights", "sampler" and "sqrt" all draw as many samples as the split holds
     return math.ceil((size - val_count(size, cfg.val_size)) / cfg.batch_size)
 
 
