@@ -35,7 +35,13 @@ from digitlab.models import ACTIVATIONS, MODELS, build_activation, build_model
 from digitlab.registry import Registry, closest
 from digitlab.training.losses import LOSSES, build_loss
 from digitlab.training.optim import OPTIMIZERS, SCHEDULERS, Schedule, current_lr, param_groups
-from helpers import run_schedule, sgd_on_one_parameter
+from helpers import (
+    MISSING_CMATERDB,
+    run_schedule,
+    sgd_on_one_parameter,
+    shared_cmaterdb_dir,
+    shared_mnist_dir,
+)
 
 MNIST_FAMILY = {"mnist", "fashion-mnist", "kmnist"}
 SWEPT = {"activations": ACTIVATIONS, "models": MODELS, "losses": LOSSES,
@@ -359,6 +365,16 @@ def test_source_builds(name, request, offline, fresh_cache):
         check_dataset(ds, name)
         assert (len(ds.train), len(ds.test)) == (60000, 10000)
         assert len(ds.classes) == 10
+        return
+    if name in ("cmaterdb", "mnist+cmaterdb"):  # the shared CMATERdb files (and MNIST's)
+        folder = shared_cmaterdb_dir()
+        if folder is None or (name != "cmaterdb" and shared_mnist_dir() is None):
+            pytest.skip(MISSING_CMATERDB)
+        root = folder if name == "cmaterdb" else folder.parent
+        ds = SOURCES.get(name)(DataConfig(name=name, dir=str(root), download=False))
+        check_dataset(ds, name)
+        assert len(ds.classes) == (10 if name == "cmaterdb" else 20)
+        assert len(ds.test) == (1000 if name == "cmaterdb" else 11000)
         return
     if name in OWN_FILES:  # the user's own images or CSV: a few made here
         path = OWN_FILES[name](request.getfixturevalue("tmp_path") / "own")
