@@ -427,3 +427,36 @@ def test_run_dir_like_a_closing_tag_does_not_crash(tmp_path, monkeypatch, no_ana
                               "--out", str(run)])
     assert code == 0, err
     assert read_json(run / "summary.json")["status"] == "completed"
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """`digitlab predict DIR | head` used to end with "error: cannot read or write ?: Broken
+    pipe" once head had read its lines; the reader stopping is not an error to report."""
+    import digitlab.cli as cli
+
+    def closed_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(cli.COMMANDS, "list", closed_pipe)
+    assert cli.main(["list"]) == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_piping_into_head_prints_no_error(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom digitlab.cli import main\n"
+              "import digitlab.cli as cli\n"
+              "def many(args):\n"
+              "    for i in range(200_000):\n"
+              "        print('line', i)\n"
+              "    return 0\n"
+              "cli.COMMANDS['list'] = many\n"
+              "sys.exit(main(['list']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()  # what head does after its lines
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and err == b"", err

@@ -327,6 +327,16 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "swe
             "compare": cmd_compare}
 
 
+def silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush does not hit the
+    closed pipe again (and print "Exception ignored ... BrokenPipeError")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests, IDEs)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     lang = requested_language(argv, os.environ)
@@ -352,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(_("digitlab: error: {message}").format(message=e), file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `digitlab predict DIR | head`: the reader stopped, nothing failed
+        silence_stdout()
+        return 1
     except OSError as e:  # the last line of defence: the places we know raise clear errors
         if args.debug:
             raise
