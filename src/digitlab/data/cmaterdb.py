@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from safetensors.torch import save
 
-from digitlab.data.dataset import Dataset, Split, cache_dir, read_cached
-from digitlab.data.mnist import DOWNLOAD_TIMEOUT, search_roots
+from digitlab.data.dataset import Dataset, Split, cache_dir, complete_split, read_cached
+from digitlab.data.idx import file_digest
+from digitlab.data.mnist import DOWNLOAD_TIMEOUT, not_found_text, search_roots
 from digitlab.errors import DataError, DataNotFound
 from digitlab.i18n import N_, _
 from digitlab.io import atomic_write_bytes
@@ -49,14 +50,6 @@ MIRROR = ("https://raw.githubusercontent.com/prabhuomkar/CMATERdb/master/dataset
 LICENCE = N_("CMATERdb 3.1.1 (CMATER, Jadavpur University) is free for non-commercial research "
            "only; credit CMATER in any result you publish.")
 _PREPROCESSING = ("preprocess.py", "strokes.py")  # the code whose output the cache holds
-
-
-def sha256sum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def find(data_dir: str) -> tuple[dict[str, Path] | None, list[str]]:
@@ -79,7 +72,7 @@ def find(data_dir: str) -> tuple[dict[str, Path] | None, list[str]]:
 def verify(files: dict[str, Path]) -> None:
     """Each file is the published one (sha256), or a DataError that names it."""
     for split, path in files.items():
-        actual = sha256sum(path)
+        actual = file_digest(path, "sha256")
         if actual == SHA256[split]:
             continue
         size = path.stat().st_size
@@ -136,20 +129,12 @@ def _cache_folder() -> Path:
     return cache_dir() / "tensors" / f"{NAME}-{key}-{preprocessing_key()}"
 
 
-def _complete(tensors: dict[str, torch.Tensor] | None, split: str) -> bool:
-    if tensors is None or set(tensors) != {"images", "labels"}:
-        return False
-    images, labels, size = tensors["images"], tensors["labels"], SPLIT_SIZES[split]
-    return (images.dtype == torch.uint8 and tuple(images.shape) == (size, 28, 28)
-            and tuple(labels.shape) == (size,) and labels.dtype == torch.int64
-            and 0 <= int(labels.min()) <= int(labels.max()) < len(CLASSES))
-
-
 def cached_splits() -> dict[str, Split] | None:
     """Both splits as converted before with today's preprocessing, or None."""
     folder = _cache_folder()
     tensors = {split: read_cached(folder / f"{split}.safetensors") for split in FILES}
-    if not all(_complete(tensors[split], split) for split in FILES):
+    if not all(complete_split(tensors[split], SPLIT_SIZES[split], len(CLASSES))
+               for split in FILES):
         return None
     return {split: Split(t["images"], t["labels"]) for split, t in tensors.items()}
 
@@ -160,7 +145,7 @@ def decode(files: dict[str, Path]) -> dict[str, Split]:
     for split, path in files.items():
         grey, labels = read_npz(path)
         tensors = {"images": convert(grey, path), "labels": torch.from_numpy(labels)}
-        if not _complete(tensors, split):
+        if not complete_split(tensors, SPLIT_SIZES[split], len(CLASSES)):
             raise DataError(_("{path} does not hold CMATERdb's {split} split ({count:,} images "
                               "labelled 0..9); replace it with the official file").format(
                 path=path, split=split, count=SPLIT_SIZES[split]))
@@ -207,13 +192,8 @@ def load(data_dir: str, allow_download: bool) -> Dataset:
 
 
 def not_found_message(looked: list[str], reason: str) -> str:
-    return "\n".join([
-        _("{dataset} was not found and could not be downloaded ({reason}).").format(
-            dataset=TITLE, reason=reason),
-        _("Looked in:"),
-        *(f"  - {line}" for line in looked),
-        _("To use {dataset}, put {filenames} (from github.com/prabhuomkar/CMATERdb, "
-          "datasets/bangla-numerals) in a folder and point DIGITLAB_DATA (or --data-dir) at "
-          "it, or run once with network access.").format(
-            dataset=TITLE, filenames=" + ".join(FILES.values())),
-    ])
+    return not_found_text(TITLE, looked, reason, _(
+        "To use {dataset}, put {filenames} (from github.com/prabhuomkar/CMATERdb, "
+        "datasets/bangla-numerals) in a folder and point DIGITLAB_DATA (or --data-dir) at "
+        "it, or run once with network access.").format(
+            dataset=TITLE, filenames=" + ".join(FILES.values())))

@@ -45,3 +45,14 @@ def read_cached(path: Path) -> dict[str, torch.Tensor] | None:
         return load_file(path)
     except Exception:  # truncated, foreign or unreadable: decode again
         return None
+
+
+def complete_split(tensors: dict[str, torch.Tensor] | None, size: int, num_classes: int) -> bool:
+    """A cached split as decoding leaves it: exactly "images" (uint8 [size, 28, 28]) and
+    "labels" (int64 [size], each naming one of num_classes classes)."""
+    if tensors is None or set(tensors) != {"images", "labels"}:
+        return False
+    images, labels = tensors["images"], tensors["labels"]
+    return (images.dtype == torch.uint8 and tuple(images.shape) == (size, 28, 28)
+            and tuple(labels.shape) == (size,) and labels.dtype == torch.int64
+            and 0 <= int(labels.min()) <= int(labels.max()) < num_classes)

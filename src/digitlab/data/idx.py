@@ -15,12 +15,17 @@ IMAGES_MAGIC = 2051  # uint8 images, 3 dims: count, rows, cols
 LABELS_MAGIC = 2049  # uint8 labels, 1 dim: count
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5", chunk: int = 1 << 20) -> str:
+    """The hex digest of a file (hashlib's `algorithm`), read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    return file_digest(path, "md5", chunk)
 
 
 def read_bytes(path: Path) -> bytes:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
-from digitlab.data.dataset import Dataset, Split, cache_dir, read_cached
+from digitlab.data.dataset import Dataset, Split, cache_dir, complete_split, read_cached
 from digitlab.data.idx import md5sum, read_idx
 from digitlab.errors import DataError, DataNotFound
 from digitlab.i18n import N_, _
@@ -223,17 +223,6 @@ def check_structure(tensors: dict[str, torch.Tensor], split: str, files: dict[st
                                last=last, filename=base))
 
 
-def _complete(tensors: dict[str, torch.Tensor] | None, split: str, family: Family) -> bool:
-    """A cached split as decoding the official files leaves it: uint8 28x28 images, the
-    official item count, labels that name a class."""
-    if tensors is None or set(tensors) != {"images", "labels"}:
-        return False
-    images, labels, size = tensors["images"], tensors["labels"], SPLIT_SIZES[split]
-    return (images.dtype == torch.uint8 and tuple(images.shape) == (size, *IMAGE_SHAPE)
-            and tuple(labels.shape) == (size,) and not labels.is_floating_point()
-            and 0 <= int(labels.min()) <= int(labels.max()) < len(family.classes))
-
-
 def cached_splits(family: Family) -> tuple[Split, Split, Path] | None:
     """(train, test, folder) of the newest complete decoded set in the cache, for when the
     files are gone (moved, or a temporary folder deleted): only files that passed `verify`
@@ -242,7 +231,8 @@ def cached_splits(family: Family) -> tuple[Split, Split, Path] | None:
     folders = root.glob(f"{family.name}-{'?' * 16}") if root.is_dir() else []
     for folder in sorted(folders, key=lambda f: f.stat().st_mtime, reverse=True):
         train, test = (read_cached(folder / f"{split}.safetensors") for split in SPLIT_SIZES)
-        if _complete(train, "train", family) and _complete(test, "test", family):
+        if all(complete_split(tensors, SPLIT_SIZES[split], len(family.classes))
+               for tensors, split in ((train, "train"), (test, "test"))):
             return (Split(train["images"], train["labels"]),
                     Split(test["images"], test["labels"]), folder)
     return None
@@ -277,17 +267,23 @@ def download(family: Family) -> Path:
     return target
 
 
-def not_found_message(family: Family, looked: list[str], reason: str) -> str:
-    names = ", ".join(base + ".gz" for base in FILES)
+def not_found_text(title: str, looked: list[str], reason: str, remedy: str) -> str:
+    """What a DataNotFound says, for any dataset: what failed, where it looked, what to do."""
     return "\n".join([
         _("{dataset} was not found and could not be downloaded ({reason}).").format(
-            dataset=family.title, reason=reason),
+            dataset=title, reason=reason),
         _("Looked in:"),
         *(f"  - {line}" for line in looked),
-        _("To use {dataset}, put its four official files ({filenames}) in a folder\n"
-          "and point DIGITLAB_DATA (or --data-dir) at it, or run once with network access.")
-        .format(dataset=family.title, filenames=names),
+        remedy,
     ])
+
+
+def not_found_message(family: Family, looked: list[str], reason: str) -> str:
+    names = ", ".join(base + ".gz" for base in FILES)
+    return not_found_text(family.title, looked, reason, _(
+        "To use {dataset}, put its four official files ({filenames}) in a folder\n"
+        "and point DIGITLAB_DATA (or --data-dir) at it, or run once with network access.")
+        .format(dataset=family.title, filenames=names))
 
 
 def load(family: Family, data_dir: str, allow_download: bool) -> Dataset:

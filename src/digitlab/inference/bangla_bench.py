@@ -24,7 +24,13 @@ from rich.table import Table
 from digitlab.data.sources import SOURCES
 from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
-from digitlab.inference.robustness import Readings, accuracy, read_files, write_photos
+from digitlab.inference.robustness import (
+    BATCH_SIZE,
+    Readings,
+    accuracy,
+    read_files,
+    write_photos,
+)
 
 SEEDS = (0, 1, 2)
 PHOTOS = 1000  # the whole CMATERdb test split
@@ -44,10 +50,11 @@ def photo_readings(images: np.ndarray, labels: np.ndarray, count: int) -> Readin
 
 
 def confusion(predictor: Predictor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    n = len(predictor.classes)
-    predicted = torch.cat([predictor.probabilities(images[i:i + 1000]).argmax(1)
-                           for i in range(0, len(images), 1000)])
-    return torch.bincount(labels * n + predicted, minlength=n * n).view(n, n)
+    from digitlab.training.evaluate import confusion_matrix
+
+    predicted = torch.cat([predictor.probabilities(images[i:i + BATCH_SIZE]).argmax(1)
+                           for i in range(0, len(images), BATCH_SIZE)])
+    return confusion_matrix(labels, predicted, len(predictor.classes))
 
 
 def run_bangla(data_dir: str | None, console, photos: int = PHOTOS) -> dict:

@@ -5,6 +5,14 @@ from __future__ import annotations
 import torch
 
 
+def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor,
+                     num_classes: int) -> torch.Tensor:
+    """[C, C] counts, rows the true class, columns the predicted one, on the labels' device."""
+    pairs = labels * num_classes + predicted
+    return torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes,
+                                                                           num_classes)
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, loss_fn, num_classes: int) -> dict:
     """Mean loss over samples, accuracy (0..1), and the confusion matrix (true x predicted)."""
@@ -14,12 +22,11 @@ def evaluate(model: torch.nn.Module, loader, loss_fn, num_classes: int) -> dict:
     for images, labels in loader:
         logits = model(images)
         batch_loss = loss_fn(logits, labels).float() * len(labels)  # batch mean -> sum
-        pairs = labels * num_classes + logits.argmax(dim=1)
-        counts = torch.bincount(pairs, minlength=num_classes * num_classes)
+        counts = confusion_matrix(labels, logits.argmax(dim=1), num_classes)
         total_loss = batch_loss if total_loss is None else total_loss + batch_loss
         confusion = counts if confusion is None else confusion + counts
     model.train(was_training)
-    confusion = confusion.view(num_classes, num_classes).cpu()  # the one host sync
+    confusion = confusion.cpu()  # the one host sync
     total = int(confusion.sum())
     return {
         "loss": float(total_loss) / total,
