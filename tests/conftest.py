@@ -70,6 +70,15 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture
+def cmater_dir() -> Path:
+    """The shared CMATERdb folder (cmaterdb-bangla/ beside the MNIST one), or skip."""
+    folder = shared_cmaterdb_dir()
+    if folder is None:
+        pytest.skip(MISSING_CMATERDB)
+    return folder
+
+
+@pytest.fixture
 def fashion_dir(mnist_dir) -> Path:
     folder = mnist_dir.parent / "fashion-mnist"
     if not holds_idx_gz(folder):

@@ -288,6 +288,11 @@ def test_to_toml_round_trip_of_every_field(tmp_path):
     ("data.std=0", r"data.std must be > 0"),
     ("sched.gamma=0", r"sched.gamma must be in \(0, 1\]"),
     ("optim.momentum=1", r"optim.momentum must be in \[0, 1\)"),
+    ("train.log_every_steps=-1",
+     r"train.log_every_steps must be an integer >= 0 \(0 = off\), got -1"),
+    ("train.log_every_steps=2.5", r"train.log_every_steps must be an integer"),
+    ("train.log_every_steps=abc", r"train.log_every_steps must be an integer"),
+    ("train.log_every_steps=true", r"train.log_every_steps must be an integer"),
     # malformed --set
     ("optim.lr", r"--set expects section.key=value, got 'optim.lr'"),
     ("=3", r"--set expects section.key=value"),

@@ -35,13 +35,7 @@ from digitlab.models import ACTIVATIONS, MODELS, build_activation, build_model
 from digitlab.registry import Registry, closest
 from digitlab.training.losses import LOSSES, build_loss
 from digitlab.training.optim import OPTIMIZERS, SCHEDULERS, Schedule, current_lr, param_groups
-from helpers import (
-    MISSING_CMATERDB,
-    run_schedule,
-    sgd_on_one_parameter,
-    shared_cmaterdb_dir,
-    shared_mnist_dir,
-)
+from helpers import run_schedule, sgd_on_one_parameter
 
 MNIST_FAMILY = {"mnist", "fashion-mnist", "kmnist"}
 SWEPT = {"activations": ACTIVATIONS, "models": MODELS, "losses": LOSSES,
@@ -367,9 +361,9 @@ def test_source_builds(name, request, offline, fresh_cache):
         assert len(ds.classes) == 10
         return
     if name in ("cmaterdb", "mnist+cmaterdb"):  # the shared CMATERdb files (and MNIST's)
-        folder = shared_cmaterdb_dir()
-        if folder is None or (name != "cmaterdb" and shared_mnist_dir() is None):
-            pytest.skip(MISSING_CMATERDB)
+        folder = request.getfixturevalue("cmater_dir")
+        if name != "cmaterdb":
+            request.getfixturevalue("mnist_dir")  # the bilingual set reads MNIST too
         root = folder if name == "cmaterdb" else folder.parent
         ds = SOURCES.get(name)(DataConfig(name=name, dir=str(root), download=False))
         check_dataset(ds, name)

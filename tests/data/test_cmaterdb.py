@@ -18,17 +18,9 @@ from digitlab.config.data import DataConfig
 from digitlab.data import cmaterdb
 from digitlab.data.sources import load_dataset
 from digitlab.errors import DataError, DataNotFound
-from helpers import MISSING_CMATERDB, shared_cmaterdb_dir, shared_mnist_dir
+from helpers import shared_mnist_dir
 
 BENGALI = tuple("০১২৩৪৫৬৭৮৯")
-
-
-@pytest.fixture
-def cmater_dir() -> Path:
-    folder = shared_cmaterdb_dir()
-    if folder is None:
-        pytest.skip(MISSING_CMATERDB)
-    return folder
 
 
 def listing(folder: Path) -> dict[str, tuple[int, float]]:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from digitlab.cli import main
 from digitlab.inference import bangla_bench
-from helpers import MISSING_CMATERDB, shared_cmaterdb_dir, shared_mnist_dir
 
 
 def made_result() -> dict:
@@ -45,10 +42,9 @@ def test_tables_show_every_seed_the_mean_the_photo_gap_and_the_scripts():
     assert "Bengali" in bilingual and " - " in bilingual  # no rate without images: a dash
 
 
-def test_the_part_trains_both_presets_and_measures_them(monkeypatch, tmp_path, no_analysis):
-    folder = shared_cmaterdb_dir()
-    if folder is None or shared_mnist_dir() is None:
-        pytest.skip(MISSING_CMATERDB)
+def test_the_part_trains_both_presets_and_measures_them(monkeypatch, cmater_dir, mnist_dir,
+                                                       no_analysis):
+    folder = cmater_dir
     from digitlab.training import bench
 
     trained = []
