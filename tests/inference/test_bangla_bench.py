@@ -19,6 +19,7 @@ def made_result() -> dict:
     return {"runs": runs, "mean_accuracy": 0.993, "mean_seconds": 41.0,
             "photos": {"count": 1000, "tensors": 0.991, "photos": 0.984, "gap_pp": 0.7},
             "bilingual": {"train_seconds": 150.0, "test_accuracy": 0.99,
+                          "latin_png": {"count": 2000, "tensors": 0.9885, "images": 0.9025},
                           "scripts": {"per_script": per_script, "confusions": [
                               {"true": "৭", "predicted": "9", "count": 3},
                               {"true": "0", "predicted": "০", "count": 2}]}}}
@@ -40,6 +41,7 @@ def test_tables_show_every_seed_the_mean_the_photo_gap_and_the_scripts():
     assert "99.31%" in bilingual and "0.12%" in bilingual and "10,000" in bilingual
     assert "৭->9 3" in bilingual and "0->০ 2" in bilingual
     assert "Bengali" in bilingual and " - " in bilingual  # no rate without images: a dash
+    assert "PNG through predict" in bilingual and "90.25%" in bilingual and "98.85%" in bilingual
 
 
 def test_the_part_trains_both_presets_and_measures_them(monkeypatch, cmater_dir, mnist_dir,
@@ -62,9 +64,12 @@ def test_the_part_trains_both_presets_and_measures_them(monkeypatch, cmater_dir,
     monkeypatch.setattr(bench, "train_preset", toy)
     from rich.console import Console
 
-    result = bangla_bench.run_bangla(str(folder.parent), Console(quiet=True), photos=40)
+    result = bangla_bench.run_bangla(str(folder.parent), Console(quiet=True), photos=40,
+                                     latin_pngs=30)
     assert trained == [("bangla", 0), ("bangla", 1), ("bangla", 2), ("bilingual", 0)]
     assert len(result["runs"]) == 3 and 0 < result["mean_accuracy"] <= 1
     assert result["photos"]["count"] == 40 and 0 <= result["photos"]["photos"] <= 1
     per_script = result["bilingual"]["scripts"]["per_script"]
     assert per_script["latin"]["images"] == 10_000 and per_script["bengali"]["images"] == 1000
+    latin = result["bilingual"]["latin_png"]
+    assert latin["count"] == 30 and 0 <= latin["images"] <= 1 and 0 <= latin["tensors"] <= 1

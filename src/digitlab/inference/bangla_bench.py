@@ -8,7 +8,9 @@
   seed-0 model, beside the same model on the test tensors: the photo path should cost at most
   a point;
 - bilingual: configs/bilingual.toml (seed 0) on MNIST and CMATERdb together, 20 classes: the
-  exact accuracy on each script's test split, and the confusions from one script to the other.
+  exact accuracy on each script's test split, and the confusions from one script to the other;
+  then MNIST test digits written as 28x28 PNGs and read back through predict's preprocessing,
+  as a user's Latin digits reach the model, beside the same digits as tensors.
 The runs are trained in temporary folders and removed.
 """
 
@@ -30,10 +32,12 @@ from digitlab.inference.robustness import (
     accuracy,
     read_files,
     write_photos,
+    write_pngs,
 )
 
 SEEDS = (0, 1, 2)
 PHOTOS = 1000  # the whole CMATERdb test split
+LATIN_PNGS = 2000  # MNIST test digits read back through predict by the bilingual model
 CONFUSIONS_SHOWN = 6
 
 
@@ -44,9 +48,15 @@ def test_split(cfg_data, name: str):
     return SOURCES.get(name)(replace(cfg_data, name=name)).test
 
 
-def photo_readings(images: np.ndarray, labels: np.ndarray, count: int) -> Readings:
-    with tempfile.TemporaryDirectory(prefix="digitlab-bangla-photos-") as folder:
-        return read_files(write_photos(Path(folder), images, labels, count))
+def image_path(predictor: Predictor, test, count: int, write) -> dict:
+    """The first `count` test digits as tensors and written by `write`, then read back."""
+    images, labels = test.images.numpy(), test.labels.numpy()
+    count = min(count, len(labels))
+    tensors = Readings(images[:count], labels[:count].astype(np.int64), count)
+    with tempfile.TemporaryDirectory(prefix="digitlab-bangla-") as folder:
+        written = read_files(write(Path(folder), images, labels, count))
+    return {"count": count, "tensors": accuracy(predictor, tensors),
+            "images": accuracy(predictor, written)}
 
 
 def confusion(predictor: Predictor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -57,7 +67,8 @@ def confusion(predictor: Predictor, images: torch.Tensor, labels: torch.Tensor) 
     return confusion_matrix(labels, predicted, len(predictor.classes))
 
 
-def run_bangla(data_dir: str | None, console, photos: int = PHOTOS) -> dict:
+def run_bangla(data_dir: str | None, console, photos: int = PHOTOS,
+               latin_pngs: int = LATIN_PNGS) -> dict:
     """Train and measure both presets; the results as a dict (see the module docstring)."""
     from digitlab.training.bench import preset_path, train_preset
     from digitlab.viz.analysis import with_scripts
@@ -74,19 +85,21 @@ def run_bangla(data_dir: str | None, console, photos: int = PHOTOS) -> dict:
         predictor = Predictor.load(Path(out) / f"bangla-{SEEDS[0]}", device="cpu")
         test = test_split(predictor.cfg.data, "cmaterdb")
         console.print(_("bangla: writing the test digits as photos and reading them back ..."))
-        images, labels = test.images.numpy(), test.labels.numpy()
-        count = min(photos, len(labels))
-        tensors = Readings(images[:count], labels[:count].astype(np.int64), count)
-        result["photos"] = {"count": count, "tensors": accuracy(predictor, tensors),
-                            "photos": accuracy(predictor, photo_readings(images, labels, count))}
+        paths = image_path(predictor, test, photos, write_photos)
+        result["photos"] = {"count": paths["count"], "tensors": paths["tensors"],
+                            "photos": paths["images"]}
         console.print(_("bangla: training preset bilingual (seed {seed}) ...").format(
             seed=SEEDS[0]))
         summary = train_preset("bilingual", SEEDS[0], data_dir, Path(out) / "bilingual")
         predictor = Predictor.load(Path(out) / "bilingual", device="cpu")
         test = test_split(predictor.cfg.data, "mnist+cmaterdb")
         matrix = confusion(predictor, test.images, test.labels)
+        console.print(_("bangla: reading MNIST test digits as PNG files with the bilingual "
+                        "model ..."))
+        latin = image_path(predictor, test_split(predictor.cfg.data, "mnist"), latin_pngs,
+                           write_pngs)
         result["bilingual"] = {"train_seconds": summary["train_seconds"],
-                               "test_accuracy": summary["test_accuracy"],
+                               "test_accuracy": summary["test_accuracy"], "latin_png": latin,
                                **with_scripts(matrix, predictor.classes)}
     accs = [r["test_accuracy"] for r in result["runs"]]
     secs = [r["train_seconds"] for r in result["runs"]]
@@ -135,4 +148,8 @@ def bilingual_table(bilingual: dict) -> Table:
     for script, numbers in report["per_script"].items():
         table.add_row(_(SCRIPTS[script]), f"{numbers['images']:,}", percent(numbers["accuracy"]),
                       percent(numbers["value_right_script_wrong"]))
+    latin = bilingual["latin_png"]
+    table.add_row(_("Latin, tensors"), f"{latin['count']:,}", percent(latin["tensors"]), "")
+    table.add_row(_("Latin, PNG through predict"), f"{latin['count']:,}",
+                  percent(latin["images"]), "")
     return table
