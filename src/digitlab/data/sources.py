@@ -50,8 +50,8 @@ BILINGUAL = "mnist+cmaterdb"
                   "(labels 10-19); balance the scripts with data.balance")
 def build_bilingual(cfg: DataConfig) -> Dataset:
     """Both sets, CMATERdb's labels moved to 10..19. CMATERdb is 12 times smaller: the
-    bilingual preset draws class-balanced epochs (data.balance = "sampler"), so each script
-    fills half of every epoch."""
+    bilingual preset draws its epochs with square-root balancing (data.balance = "sqrt"), so
+    the Bengali digits fill about a fifth of every epoch."""
     latin, bengali = mnist.load(mnist.MNIST, cfg.dir, cfg.download), cmaterdb.load(cfg.dir,
                                                                                   cfg.download)
     offset = len(latin.classes)
