@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 
@@ -192,7 +193,7 @@ def cmd_predict(args) -> int:
                 "{label} (not sure)").format(label=result["text"])
             print(f"{path}\t{label}\t{result['confidence']:.4f}{extra}")
     if args.json:
-        print(json.dumps(results, indent=2, allow_nan=False))
+        print(json.dumps(results, indent=2, allow_nan=False, ensure_ascii=False))  # ৭, not \u09ed
     if failed:
         print(_("digitlab: {failed} of {total} files could not be read").format(
             failed=failed, total=len(files)), file=sys.stderr)
@@ -339,6 +340,9 @@ def silence_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot show ৭ prints \u09ed
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     lang = requested_language(argv, os.environ)
     try:
         set_language(lang)

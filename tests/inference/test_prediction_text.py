@@ -111,9 +111,28 @@ def image(tmp_path_factory) -> Path:
 def test_predict_json_has_label_text_and_index(classes, index, text, tmp_path, image, capsys):
     run = crafted_run(tmp_path / "run", classes, index)
     assert main(["predict", "--json", "--top-k", "2", str(run), str(image)]) == 0
-    (result,) = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    (result,) = json.loads(out)
     assert (result["label"], result["text"], result["index"]) == (7, text, index)
     assert result["top_k"][0]["text"] == text
+    assert f'"text": "{text}"' in out  # ৭ as itself, not as an escape "\u09ed"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_console_that_cannot_show_bengali_gets_escapes_not_a_crash(as_json, tmp_path, image,
+                                                                    monkeypatch):
+    import io
+    import sys
+
+    run = crafted_run(tmp_path / "run", BENGALI, 7)
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="ascii"))
+    assert main(["predict", *(["--json"] if as_json else []), str(run), str(image)]) == 0
+    sys.stdout.flush()
+    out = raw.getvalue().decode("ascii")
+    assert "\\u09ed" in out
+    if as_json:
+        assert json.loads(out)[0]["text"] == "৭"  # the escape is valid JSON
 
 
 @pytest.mark.parametrize(("classes", "index", "text"), [
