@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 
 from helpers import (
-    MISSING_CMATERDB,
-    MISSING_MNIST,
     block_network,
+    cmaterdb_dir_or_skip,
     holds_idx_gz,
-    shared_cmaterdb_dir,
-    shared_mnist_dir,
+    mnist_dir_or_skip,
     tiny_arrays,
     write_idx_folder,
 )
@@ -63,19 +61,13 @@ def fresh_cache(monkeypatch, tmp_path) -> Path:
 @pytest.fixture
 def mnist_dir() -> Path:
     """The shared MNIST folder ($DIGITLAB_DATA if set, else ../shared/data/mnist), or skip."""
-    folder = shared_mnist_dir()
-    if folder is None:
-        pytest.skip(MISSING_MNIST)
-    return folder
+    return mnist_dir_or_skip()
 
 
 @pytest.fixture
 def cmater_dir() -> Path:
     """The shared CMATERdb folder (cmaterdb-bangla/ beside the MNIST one), or skip."""
-    folder = shared_cmaterdb_dir()
-    if folder is None:
-        pytest.skip(MISSING_CMATERDB)
-    return folder
+    return cmaterdb_dir_or_skip()
 
 
 @pytest.fixture
@@ -121,9 +113,7 @@ def bangla_run(tmp_path_factory, session_cache) -> Path:
     Skipped when the shared folder is absent."""
     from digitlab.cli import main
 
-    folder = shared_cmaterdb_dir()
-    if folder is None:
-        pytest.skip(MISSING_CMATERDB)
+    folder = cmaterdb_dir_or_skip()
     run = tmp_path_factory.getbasetemp() / "shared-run-bangla"
     config = Path(__file__).resolve().parents[1] / "configs" / "bangla.toml"
     with pytest.MonkeyPatch.context() as mp:

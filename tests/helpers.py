@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_FILES = (
@@ -47,6 +48,22 @@ def shared_cmaterdb_dir() -> Path | None:
     root = mnist.parent if mnist is not None else _DEFAULT_SHARED.parent
     folder = root / "cmaterdb-bangla"
     return folder.resolve() if all((folder / n).is_file() for n in CMATERDB_FILES) else None
+
+
+def mnist_dir_or_skip() -> Path:
+    """The shared MNIST folder, or skip the calling test (or fixture) with the reason."""
+    folder = shared_mnist_dir()
+    if folder is None:
+        pytest.skip(MISSING_MNIST)
+    return folder
+
+
+def cmaterdb_dir_or_skip() -> Path:
+    """The shared CMATERdb folder, or skip the calling test (or fixture) with the reason."""
+    folder = shared_cmaterdb_dir()
+    if folder is None:
+        pytest.skip(MISSING_CMATERDB)
+    return folder
 
 
 class NetworkBlocked(OSError):

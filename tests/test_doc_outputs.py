@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import MISSING_MNIST, REPO, shared_mnist_dir
+from helpers import REPO, mnist_dir_or_skip
 
 TOOL = REPO / "tools" / "doc_outputs.py"
 spec = importlib.util.spec_from_file_location("doc_outputs_under_test", TOOL)
@@ -37,9 +37,7 @@ def test_hidden_lines_become_one_ellipsis():
 @pytest.mark.parametrize("name", sorted(doc_outputs.OUTPUTS))
 def test_block_matches_a_real_run(name, monkeypatch):
     if doc_outputs.OUTPUTS[name].mnist:
-        folder = shared_mnist_dir()
-        if folder is None:
-            pytest.skip(MISSING_MNIST)
+        folder = mnist_dir_or_skip()
         monkeypatch.setenv("DIGITLAB_DATA", str(folder))
     done = subprocess.run([sys.executable, str(TOOL), "--check", name],
                           capture_output=True, text=True)

@@ -17,16 +17,14 @@ import pytest
 
 from digitlab.cli import main
 from digitlab.config import Config
-from helpers import MISSING_MNIST, block_network, shared_mnist_dir
+from helpers import block_network, mnist_dir_or_skip
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory, session_cache):
-    folder = shared_mnist_dir()
-    if folder is None:
-        pytest.skip(MISSING_MNIST)
+    folder = mnist_dir_or_skip()
     base = tmp_path_factory.mktemp("accuracy")
     run = base / "run"
     out, err = io.StringIO(), io.StringIO()
