@@ -18,7 +18,8 @@ from helpers import flat
 
 # what a name needs besides itself to make a valid Config
 NEEDS = {("data.name", "folder"): ["data.dir=images"], ("data.name", "csv"): ["data.dir=a.csv"],
-         ("sched.name", "plateau"): ["data.val_size=0.1"]}
+         ("sched.name", "plateau"): ["data.val_size=0.1"],
+         ("model.name", "crnn"): ["train.task=read"]}
 ENTRIES = [(key, name) for registry, key in REGISTRIES.values() for name in registry.names()]
 ENTRIES += [("model.init", name) for name in INIT_SCHEMES]
 

@@ -16,6 +16,8 @@ from digitlab.config.checks import (
 from digitlab.data import SOURCES
 from digitlab.i18n import N_
 
+MAX_LINE_DIGITS = 20  # train.task = "read": the longest numbers read
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -47,6 +49,10 @@ class DataConfig:
     augment_elastic: float = 0.0  # smooth random elastic distortion of up to ~N pixels (0..4)
     augment_thickness: float = 0.0  # strokes thicker or thinner: max-pool blend up to N (0..1)
     augment_lowres: float = 0.0  # share of images resampled to an 8-16 px digit and back (0..1)
+    # train.task = "read": training lines composed on the fly from the digits (data/lines.py)
+    line_min_digits: int = 1  # read: digits per training line, at least (1..20)
+    line_max_digits: int = 10  # read: digits per training line, at most (1..20)
+    line_touching: float = 0.0  # read: share of neighbour pairs whose ink touches (0..1)
 
     def __post_init__(self):
         check_values(self, "data")
@@ -71,6 +77,12 @@ class DataConfig:
         check_choice(self, "data.imbalance_profile", ("exponential", "step"))
         check_choice(self, "data.balance", ("none", "weights", "sampler", "sqrt", "lecun"))
         check_augmentation(self)
+        check(1 <= self.line_max_digits <= MAX_LINE_DIGITS, "data.line_max_digits",
+              N_("an integer from 1 to 20"), self.line_max_digits)
+        check(1 <= self.line_min_digits <= self.line_max_digits, "data.line_min_digits",
+              N_("an integer from 1 to data.line_max_digits"), self.line_min_digits)
+        check(0 <= self.line_touching <= 1, "data.line_touching", N_("a share in [0, 1]"),
+              self.line_touching)
         own_files = self.name in ("folder", "csv")
         check(self.dir != "" or not own_files, "data.dir",
                N_("set (--data-dir) for the folder and csv datasets: the folder of class "

@@ -38,8 +38,8 @@ from digitlab.training.optim import OPTIMIZERS, SCHEDULERS
 class ModelConfig:
     name: str = "seed-mlp"  # architecture; see `digitlab list`
     activation: str = "relu"  # hidden activation of every model; see `digitlab list`
-    hidden: tuple[int, ...] = (128, 64)  # "mlp": hidden layer widths
-    channels: tuple[int, ...] = (32, 64)  # "cnn": conv block widths; "resnet": stage widths
+    hidden: tuple[int, ...] = (128, 64)  # "mlp": hidden layer widths; "crnn": hidden[0] per step
+    channels: tuple[int, ...] = (32, 64)  # "cnn", "crnn": conv block widths; "resnet": stage widths
     kernel_size: int = 3  # "cnn": convolution kernel (odd)
     pool: str = "max"  # "cnn": "max" or "avg" 2x2 pooling
     dropout: float = 0.0  # drop probability before the classifier (and after each mlp layer)
@@ -254,6 +254,7 @@ class TrainConfig:
     mode: str = "auto"  # "min", "max", or "auto" (max for accuracy, min for loss)
     min_delta: float = 0.0  # the smallest change that counts as an improvement
     tensorboard: bool = False  # also log epoch scalars to RUN_DIR/tensorboard (pip tensorboard)
+    task: str = "classify"  # "classify" (one digit an image) or "read" (whole numbers: crnn, CTC)
     preset: str = ""  # the preset this run started from (configs/NAME.toml sets it); serve shows it
     imports: tuple[str, ...] = ()  # plugin modules (--import) imported again to load the run
 
@@ -278,6 +279,7 @@ class TrainConfig:
         check_choice(self, "train.monitor",
                      ("val_loss", "val_accuracy", "test_loss", "test_accuracy"))
         check_choice(self, "train.mode", ("auto", "min", "max"))
+        check_choice(self, "train.task", ("classify", "read"))
         check(self.min_delta >= 0, "train.min_delta", N_(">= 0"), self.min_delta)
         check(re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,39}", self.preset) is not None or
               self.preset == "", "train.preset",
@@ -299,6 +301,7 @@ class Config:
         """Checks that span sections; each section has checked its own fields."""
         _check_epochs_and_validation(self)
         _check_optimizer_and_loss(self)
+        _check_task(self)
 
     @classmethod
     def from_toml(cls, path) -> Config:
@@ -341,6 +344,26 @@ def _check_optimizer_and_loss(cfg: Config) -> None:
     if cfg.loss.name == "kl-div" and (cfg.loss.class_weights or cfg.data.balance == "weights"):
         raise ConfigError(_("kl-div does not take class weights (loss.class_weights, "
                             "data.balance = 'weights'); use cross-entropy or focal"))
+
+
+def _check_task(cfg: Config) -> None:
+    """train.task = "read" trains crnn with the CTC loss on lines composed on the device
+    (training/read_loop.py); what it does not use is refused rather than ignored."""
+    read = cfg.train.task == "read"
+    if read != (cfg.model.name == "crnn"):
+        raise ConfigError(_("train.task = 'read' trains model.name = 'crnn', and crnn only "
+                            "reads: give --task read, which sets both, or neither"))
+    if not read:
+        return
+    unused = [key for key, off in (
+        ("loss.*", cfg.loss == LossConfig()), ("data.balance", cfg.data.balance == "none"),
+        ("data.deskew", not cfg.data.deskew), ("data.loader", cfg.data.loader == "device"),
+        ("train.accum_steps", cfg.train.accum_steps == 1),
+        ("optim.name", cfg.optim.name != "lbfgs")) if not off]
+    if unused:
+        raise ConfigError(_("train.task = 'read' does not use {key} (the CTC loss, lines "
+                            "composed on the device, one step a batch, no L-BFGS); leave it at "
+                            "its default").format(key=unused[0]))
 
 
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)  # "data" -> DataConfig, ...

@@ -1,8 +1,11 @@
 """`digitlab export`: a run's model as ONNX or TorchScript, with normalization inside.
 
 Input: float32 [N, 1, 28, 28], raw intensities in [0, 1], white ink on black as in MNIST.
-Output: logits [N, C]. The batch dimension is dynamic. A model trained with data.deskew
-deskews its input inside the file, with the same torch code as training. The run's
+Output: logits [N, C]. The batch dimension is dynamic. A read run's model (crnn) takes
+normalized lines [N, 1, 32, W] (data.lines.normalize) and gives logits [N, T, C + 1], the CTC
+blank last, T = ceil(W / columns_per_step); batch and width are dynamic, and the metadata
+also holds "digitlab.task" = "read" and "digitlab.columns_per_step". A model trained with
+data.deskew deskews its input inside the file, with the same torch code as training. The run's
 calibration temperature T (training.calibration; 1 when none was fitted) is stored beside the
 graph, not in it, under the key "digitlab.temperature" (ONNX: the model's metadata_props;
 TorchScript: an extra file): softmax(logits / T) gives the probabilities `digitlab predict`
@@ -27,6 +30,7 @@ from digitlab.errors import UsageError
 from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
 from digitlab.io import atomic_write_bytes, check_destination
+from digitlab.models.crnn import HEIGHT as LINE_HEIGHT
 
 FORMATS = ("onnx", "torchscript")
 
@@ -57,16 +61,18 @@ def exportable(source: str | Path) -> tuple[Normalized, Predictor]:
 
 def serialized(wrapped: Normalized, fmt: str, metadata: dict[str, str]) -> bytes:
     """The ONNX or TorchScript file's bytes, made in memory, with `metadata` stored beside."""
-    example = torch.rand(2, 1, 28, 28)
+    reads = hasattr(wrapped.model, "columns_per_step")  # a line of any width -> logits per step
+    example = torch.rand(2, 1, LINE_HEIGHT, 64) if reads else torch.rand(2, 1, 28, 28)
     buffer = io.BytesIO()
     if fmt == "torchscript":
         torch.jit.save(torch.jit.trace(wrapped, example), buffer, _extra_files=metadata)
         return buffer.getvalue()
     import onnx
 
+    axes = ({"pixels": {0: "batch", 3: "width"}, "logits": {0: "batch", 1: "steps"}} if reads
+            else {"pixels": {0: "batch"}, "logits": {0: "batch"}})
     torch.onnx.export(wrapped, (example,), buffer, input_names=["pixels"],
-                      output_names=["logits"], dynamo=False,
-                      dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+                      output_names=["logits"], dynamo=False, dynamic_axes=axes,
                       opset_version=17)
     model = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(model, metadata)
@@ -86,7 +92,11 @@ def export(source: str | Path, fmt: str, out: str | Path, force: bool = False) -
                                "pip install 'digitlab[export]'")) from None
     check_destination(out, force, "model.onnx")
     wrapped, predictor = exportable(source)
-    data = serialized(wrapped, fmt, {"digitlab.temperature": repr(predictor.temperature)})
+    metadata = {"digitlab.temperature": repr(predictor.temperature)}
+    if hasattr(predictor.model, "columns_per_step"):  # train.task = "read": blank = C, last
+        metadata.update({"digitlab.task": "read", "digitlab.columns_per_step":
+                         str(predictor.model.columns_per_step)})
+    data = serialized(wrapped, fmt, metadata)
     check_destination(out, force, "model.onnx")  # again: the export took a while
     try:
         atomic_write_bytes(out, data)

@@ -31,7 +31,7 @@ from digitlab.data.balance import balancing_weights, epoch_balance
 from digitlab.data.loader import epoch_batches
 from digitlab.i18n import _, ngettext
 from digitlab.io import write_json
-from digitlab.training import distributed, setup
+from digitlab.training import distributed, read_loop, setup
 from digitlab.training.calibration import calibrate, calibration_line
 from digitlab.training.checkpoint import (
     load_checkpoint,
@@ -85,6 +85,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
     resume: continue the run in cfg.train.out from its last checkpoint (see resume_config).
     dataset, init: the user's own data and initial model (setup.load_data, initial_model).
     """
+    if cfg.train.task == "read":  # whole numbers: CTC on composed lines (read_loop.py)
+        return read_loop.train_read(cfg, fallback, console, resume, dataset, init)
     console = console or Console(highlight=False, soft_wrap=True, markup=False)
     seed_everything(cfg.train.seed)
     device = distributed.resolve_device(cfg.train.device)
@@ -205,10 +207,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
         calibration = calibrate(raw_model, eval_loaders.get("val"),
                                 checkpoints if world.main else [])
         test = evaluate(model, eval_loaders["test"], criterion.plain, num_classes)
-        console.print(_("Test Accuracy: {accuracy:.2f}%").format(
-            accuracy=100 * test["accuracy"]))
-        line = calibration_line(calibration)
-        if line:
+        console.print(_("Test Accuracy: {accuracy:.2f}%").format(accuracy=100 * test["accuracy"]))
+        if line := calibration_line(calibration):
             console.print(line)
         summary = summarize(state, test, stopped, cfg, dataset, notice, raw_model, device,
                             run_dir)

@@ -178,6 +178,10 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, device: str =
                            "which is not on disk; evaluate it from Python with "
                            "digitlab.load_run(...).predict(your test images)").format(
             run_dir=run_dir))
+    if run.cfg.train.task == "read":  # whole numbers: no confusion matrix (viz/reading.py)
+        from digitlab.viz.reading import analyze_read
+
+        return analyze_read(run, run_dir, data_dir)
     cfg = run.cfg
     if data_dir:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dir=data_dir))
