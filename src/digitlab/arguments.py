@@ -9,6 +9,15 @@ from digitlab import __version__
 from digitlab.i18n import LANGUAGES, _
 
 
+class TaskSettings(argparse.Action):
+    """--task NAME: --set train.task=NAME (read: and model.name=crnn, the model that reads)
+    ahead of the --set options, which may change them."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        sets = [f"train.task={value}"] + (["model.name=crnn"] if value == "read" else [])
+        setattr(namespace, self.dest, sets + (getattr(namespace, self.dest) or []))
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.toml", help=_("read settings from a TOML file"))
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -66,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "to extend it); other settings come from RUN_DIR/config.toml"))
     p.add_argument("--print-config", action="store_true",
                    help=_("print the resolved config as TOML and exit, without training"))
+    p.add_argument("--task", choices=("classify", "read"), action=TaskSettings, dest="sets",
+                   help=_("classify (default) or read: whole numbers, as --set train.task=read "
+                          "--set model.name=crnn before your --set options (recommended: "
+                          "--config configs/read.toml)"))
 
     p = sub.add_parser("plot", parents=[common], help=_("draw figures: activations, losses, "
                        "schedule, temperature, augment, filters, run"))
@@ -148,6 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_("overwrite --out if it exists (default: refuse)"))
     p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
+    p = sub.add_parser("read", parents=[common],
+                       help=_("read handwritten numbers: a photo or scan of one line of digits"))
+    p.add_argument("model", metavar="RUN_DIR|CHECKPOINT",
+                   help=_("a single-digit run (read by cutting the line into digits) or a run "
+                          "trained with --task read (a CTC model)"))
+    p.add_argument("paths", metavar="PATH", nargs="+",
+                   help=_("image files or folders (recursive), one line of digits each"))
+    p.add_argument("--json", action="store_true",
+                   help=_("print JSON: each digit's label, probability and box"))
+    p.add_argument("--show", metavar="DIR",
+                   help=_("save each input with the digits' boxes and labels drawn on it"))
+    p.add_argument("--method", default="auto", choices=("auto", "segment", "ctc"),
+                   help=_("segment: cut the line into digits and read each; ctc: a sequence "
+                          "model; auto (default): the one the run was trained for"))
+    p.add_argument("--beam", type=int, default=0, metavar="WIDTH",
+                   help=_("ctc: decode with a prefix beam search of this width (default 0: "
+                          "greedy)"))
+    p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
+
     p = sub.add_parser("serve", parents=[common],
                        help=_("a local web page to draw a digit, and a JSON API"))
     p.add_argument("model", metavar="RUN_DIR|CHECKPOINT",
@@ -184,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "DIR/<label>/<image>, or DIR/labels.csv with a file,label header; "
                           "writes RUN_DIR/evaluation-<name>.json and "
                           "RUN_DIR/plots/mistakes-<name>.png"))
+    p.add_argument("--lines", metavar="DIR",
+                   help=_("evaluate reading numbers: DIR holds images of handwritten numbers "
+                          "and a labels.csv with a file,text header; writes "
+                          "RUN_DIR/evaluation-lines-<name>.json and a gallery of the mistakes"))
+    p.add_argument("--method", default="auto", choices=("auto", "segment", "ctc"),
+                   help=_("with --lines: how to read the numbers (as `digitlab read`)"))
     p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("bench", parents=[common],
@@ -199,13 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "robustness (the seed, best and robust presets on image files: "
                         "scikit-learn digits, photos, mouse drawings, test PNGs), bangla (the "
                         "bangla preset over 3 seeds, its photo path, and the bilingual preset "
-                        "per script; --data-dir: a folder holding mnist/ and cmaterdb-bangla/); "
-                        "default: seed,predict,memory"))
+                        "per script; --data-dir: a folder holding mnist/ and cmaterdb-bangla/), "
+                        "read (whole numbers: the segment method with the robust preset beside "
+                        "the ctc method with the read preset); default: seed,predict,memory"))
     p.add_argument("--seeds", type=int, default=3, help=_("seeds per preset (default 3)"))
     p.add_argument("--runs", metavar="PRESET=RUN_DIR,...",
-                   help=_("robustness: score these runs instead of training the presets, "
-                          "e.g. seed=runs/a,best=runs/b,robust=runs/c (presets left out are "
-                          "trained, seed 0)"))
+                   help=_("robustness and read: score these runs instead of training the "
+                          "presets, e.g. seed=runs/a,best=runs/b,robust=runs/c,read=runs/d "
+                          "(presets left out are trained, seed 0)"))
     p.add_argument("--robustness-mnist", type=int, default=10_000, metavar="N",
                    help=_("robustness: test digits as tensors and as PNGs (default 10000)"))
     p.add_argument("--robustness-photos", type=int, default=2000, metavar="N",

@@ -7,6 +7,8 @@ import os
 import sys
 
 from digitlab.arguments import build_parser
+from digitlab.commands.predict import cmd_predict
+from digitlab.commands.read import cmd_read, evaluate_lines_command
 from digitlab.errors import DigitlabError
 from digitlab.i18n import LANGUAGES, _, requested_language, set_language
 
@@ -79,6 +81,8 @@ def cmd_evaluate(args) -> int:
     from digitlab.viz.analysis import evaluate_run
     from digitlab.viz.images import evaluate_images, format_report
 
+    if args.lines is not None:
+        return evaluate_lines_command(args)
     if args.images is None:
         report = evaluate_run(args.run_dir, data_dir=args.data_dir, device=args.device)
         print(_("{dataset}: test accuracy {accuracy:.2f}%, test loss {loss:.4f} on {count:,} "
@@ -104,15 +108,16 @@ def cmd_evaluate(args) -> int:
 def cmd_bench(args) -> int:
     from digitlab.errors import UsageError
     from digitlab.inference.bench import run_bench
-    from digitlab.inference.robustness import Sizes, parse_runs
+    from digitlab.inference.robustness import PRESETS, Sizes, parse_runs
 
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
-    unknown = set(parts) - {"seed", "presets", "predict", "memory", "robustness", "bangla"}
+    unknown = set(parts) - {"seed", "presets", "predict", "memory", "robustness", "bangla",
+                            "read"}
     if unknown:
         raise UsageError(_("--parts: unknown {parts}; choose from seed, presets, predict, "
-                           "memory, robustness, bangla").format(parts=sorted(unknown)))
-    if args.runs is not None and "robustness" not in parts:
-        raise UsageError(_("--runs is for --parts robustness; add robustness to --parts"))
+                           "memory, robustness, bangla, read").format(parts=sorted(unknown)))
+    if args.runs is not None and not {"robustness", "read"} & set(parts):
+        raise UsageError(_("--runs is for --parts robustness or read; add one to --parts"))
     sizes = Sizes(args.robustness_mnist, args.robustness_photos, args.robustness_mouse,
                   args.robustness_scans)
     for flag, size in (("--robustness-mnist", sizes.mnist),
@@ -122,97 +127,10 @@ def cmd_bench(args) -> int:
         if size < 1:
             raise UsageError(_("{flag} must be at least 1, not {size}").format(flag=flag,
                                                                               size=size))
-    runs = parse_runs(args.runs) if args.runs is not None else {}
+    runs = parse_runs(args.runs, (*PRESETS, "read")) if args.runs is not None else {}
     run_bench(epochs=args.epochs, seed=args.seed, dataset=args.dataset,
               data_dir=args.data_dir, as_json=args.json, parts=parts, seeds=args.seeds,
               runs=runs, sizes=sizes)
-    return 0
-
-
-def cmd_predict(args) -> int:
-    import json
-    from pathlib import Path
-
-    from digitlab.errors import UsageError
-    from digitlab.inference.predictor import (
-        ImageError,
-        Predictor,
-        check_min_confidence,
-        expand_inputs,
-        prediction,
-        show,
-    )
-
-    if args.top_k < 1:
-        raise UsageError(_("--top-k must be at least 1"))
-    check_min_confidence(args.min_confidence)
-    if args.kaggle_csv or args.out:
-        return predict_kaggle(args)
-    if not args.paths:
-        raise UsageError(_("give image files or folders to predict, or --kaggle-csv TEST.CSV "
-                           "--out SUBMISSION.CSV"))
-    if args.show:
-        show_dir = Path(args.show)
-        try:  # before the work: a --show that cannot be written fails at once, in one line
-            show_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(_("--show {folder}: cannot create the folder ({error})").format(
-                folder=show_dir, error=e.strerror or e)) from None
-    predictor = Predictor.load(args.model, device=args.device)
-    files = expand_inputs(args.paths)
-    if not files:
-        raise UsageError(_("no image files found in {paths}").format(paths=" ".join(args.paths)))
-    results, failed = [], 0
-    for index, path in enumerate(files):
-        try:
-            digit, probs = predictor.predict_file(path)
-        except ImageError as e:
-            failed += 1
-            print(_("digitlab: skipped {reason}").format(reason=e), file=sys.stderr)
-            continue
-        result = {"file": str(path), **prediction(probs, predictor.classes, args.top_k,
-                                                  args.min_confidence)}
-        results.append(result)
-        if result["status"] != "ok":
-            failed += 1
-            print(_("digitlab: {path}: the model's output is not finite (NaN or Infinity); its "
-                    "weights overflow on this image: retrain with a lower learning rate")
-                  .format(path=path), file=sys.stderr)
-            continue
-        if args.show:
-            try:
-                show(path, digit, result["text"], result["confidence"],
-                     show_dir / f"{index:04d}-{path.stem}.png")
-            except OSError as e:
-                raise UsageError(_("--show {folder}: cannot write there ({error})").format(
-                    folder=show_dir, error=e.strerror or e)) from None
-        if not args.json:  # the class name people read: ৭ for a Bengali seven, label 7
-            extra = ("\t" + " ".join(f"{t['text']}:{t['probability']:.3f}"
-                                      for t in result["top_k"])) if args.top_k > 1 else ""
-            label = result["text"] if result.get("sure", True) else _(
-                "{label} (not sure)").format(label=result["text"])
-            print(f"{path}\t{label}\t{result['confidence']:.4f}{extra}")
-    if args.json:
-        print(json.dumps(results, indent=2, allow_nan=False, ensure_ascii=False))  # ৭, not \u09ed
-    if failed:
-        print(_("digitlab: {failed} of {total} files could not be read").format(
-            failed=failed, total=len(files)), file=sys.stderr)
-    return 1 if failed else 0
-
-
-def predict_kaggle(args) -> int:
-    """predict --kaggle-csv TEST.CSV --out SUBMISSION.CSV: one submission file, no images."""
-    from digitlab.errors import UsageError
-    from digitlab.inference.kaggle import submit
-
-    if not (args.kaggle_csv and args.out):
-        raise UsageError(_("--kaggle-csv TEST.CSV and --out SUBMISSION.CSV go together"))
-    if args.paths or args.show or args.json or args.top_k > 1 \
-            or args.min_confidence is not None:
-        raise UsageError(_("--kaggle-csv writes one submission file: give it without image "
-                           "PATHs, --show, --json, --top-k or --min-confidence"))
-    count = submit(args.model, args.kaggle_csv, args.out, args.force, args.device)
-    print(_("wrote {count:,} predictions to {path}").format(count=count, path=args.out))
     return 0
 
 
@@ -325,7 +243,7 @@ def recorded_imports(args) -> list[str]:
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "plot": cmd_plot, "sweep": cmd_sweep,
             "bench": cmd_bench, "predict": cmd_predict, "serve": cmd_serve,
             "export": cmd_export, "list": cmd_list, "config": cmd_config,
-            "compare": cmd_compare}
+            "compare": cmd_compare, "read": cmd_read}
 
 
 def silence_stdout() -> None:

@@ -17,7 +17,7 @@ from digitlab.config import Config, build_config
 from digitlab.data import load_dataset
 from digitlab.data.mnist import DIGITS
 from digitlab.i18n import _, ngettext
-from digitlab.inference import bangla_bench, robustness
+from digitlab.inference import bangla_bench, read_bench, robustness
 from digitlab.inference.predictor import Predictor
 from digitlab.io import dumps_json
 from digitlab.models import build_model
@@ -53,7 +53,8 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
               runs: dict[str, Path] | None = None,
               sizes: robustness.Sizes | None = None) -> dict:
     """The parts asked for, printed as a report (or as JSON); the results as a dict.
-    robustness: `runs` gives run directories to reuse by preset; `sizes` the sets' sizes."""
+    robustness and read: `runs` gives run directories to reuse by preset; `sizes` the
+    robustness sets' sizes."""
     shortcuts = {"epochs": epochs, "seed": seed, "dataset": dataset, "data_dir": data_dir}
     cfg, _sources = build_config(None, [], shortcuts)
     console = Console(highlight=False, soft_wrap=True, markup=False, quiet=as_json)
@@ -85,11 +86,14 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
         console.print(_("peak memory of a default run (a child process) ..."))
         result["peak_rss_mb"] = default_run_peak_rss(data_dir)
     if "robustness" in parts:
-        result["robustness"] = robustness.run_robustness(data.test, runs or {},
+        digit_runs = {k: v for k, v in (runs or {}).items() if k in robustness.PRESETS}
+        result["robustness"] = robustness.run_robustness(data.test, digit_runs,
                                                          sizes or robustness.Sizes(), data_dir,
                                                          console)
     if "bangla" in parts:
         result["bangla"] = bangla_bench.run_bangla(data_dir, console)
+    if "read" in parts:
+        result["read"] = read_bench.run_read(data.test, runs or {}, data_dir, console)
     if as_json:
         print(dumps_json(result, indent=2))
         return result
@@ -139,3 +143,5 @@ def print_result(console: Console, result: dict, train_size: int, dataset_title:
         console.print(robustness.table(result["robustness"], dataset_title))
     for table in bangla_bench.tables(result["bangla"]) if "bangla" in result else []:
         console.print(table)
+    if "read" in result:
+        console.print(read_bench.table(result["read"]))

@@ -81,15 +81,17 @@ def from_folders(folder: Path) -> LabelledSet:
     return LabelledSet(folder, "folders", files, ignored)
 
 
-def _csv_columns(header: list[str], where: str) -> tuple[int, int]:
+def _csv_columns(header: list[str], where: str, label: str) -> tuple[int, int]:
     names = [h.strip().lower() for h in header]
-    if "file" not in names or "label" not in names:
-        raise UsageError(_("{where}: expected a header with the columns file,label, found "
-                           "{header!r}").format(where=where, header=",".join(header)))
-    return names.index("file"), names.index("label")
+    if "file" not in names or label not in names:
+        raise UsageError(_("{where}: expected a header with the columns file,{label}, found "
+                           "{header!r}").format(where=where, label=label,
+                                                header=",".join(header)))
+    return names.index("file"), names.index(label)
 
 
-def from_labels_csv(folder: Path) -> LabelledSet:
+def from_labels_csv(folder: Path, label_column: str = "label") -> LabelledSet:
+    """The files labels.csv lists, with their labels (the `label_column` column)."""
     csv_path = folder / LABELS_CSV
     try:
         text = csv_path.read_text(encoding="utf-8-sig")  # -sig: the BOM spreadsheets write
@@ -98,15 +100,15 @@ def from_labels_csv(folder: Path) -> LabelledSet:
             path=csv_path, error=getattr(e, "strerror", None) or e)) from None
     rows = csv.reader(text.splitlines())
     header = next(rows, None)
-    file_col, label_col = _csv_columns(header or [], f"{csv_path}:1")
+    file_col, label_col = _csv_columns(header or [], f"{csv_path}:1", label_column)
     files, first_line = [], {}
     for line, row in enumerate(rows, start=2):
         if not any(cell.strip() for cell in row):
             continue  # a blank line
         where = f"{csv_path}:{line}"
         if len(row) <= max(file_col, label_col):
-            raise UsageError(_("{where}: expected file,label, found {row!r}").format(
-                where=where, row=",".join(row)))
+            raise UsageError(_("{where}: expected file,{label}, found {row!r}").format(
+                where=where, label=label_column, row=",".join(row)))
         name, label = row[file_col].strip(), row[label_col].strip()
         if not name or not label:
             raise UsageError(_("{where}: the file or the label is empty").format(where=where))

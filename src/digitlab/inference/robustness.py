@@ -219,17 +219,18 @@ def accuracy(predictor: Predictor, readings: Readings) -> float:
 # ---------------------------------------------------------------- runs
 
 
-def parse_runs(text: str) -> dict[str, Path]:
-    """--runs seed=DIR,best=DIR,robust=DIR (any of them) -> {preset: path}; UsageError else."""
+def parse_runs(text: str, presets: tuple[str, ...] = PRESETS) -> dict[str, Path]:
+    """--runs seed=DIR,best=DIR,robust=DIR (any of `presets`) -> {preset: path}; UsageError
+    else."""
     runs: dict[str, Path] = {}
     for item in (part.strip() for part in text.split(",")):
         name, sep, path = (s.strip() for s in item.partition("="))
         if not sep or not name or not path:
             raise UsageError(_("--runs: expected PRESET=RUN_DIR, found {item!r}; e.g. --runs "
                                "best=runs/best,robust=runs/robust").format(item=item))
-        if name not in PRESETS:
+        if name not in presets:
             raise UsageError(_("--runs: unknown preset {name!r}; choose from {presets}").format(
-                name=name, presets=", ".join(PRESETS)))
+                name=name, presets=", ".join(presets)))
         if name in runs:
             raise UsageError(_("--runs: {name} is given twice").format(name=name))
         if not Path(path).exists():

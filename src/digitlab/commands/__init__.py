@@ -1,0 +1,1 @@
+"""Command bodies that have grown past a few lines, one module each (cli.py dispatches)."""

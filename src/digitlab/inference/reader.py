@@ -1,0 +1,180 @@
+"""Read a handwritten number: a photo or scan of one line of digits -> its text.
+
+Two methods. `segment` cuts the line into digits (inference.segment) and reads each with a
+single-digit run, as `digitlab predict` would; `ctc` reads the whole line with a sequence model
+trained with `digitlab train --task read`. `auto` takes the one the run was trained for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from digitlab.errors import UsageError
+from digitlab.i18n import _
+from digitlab.inference.predictor import Predictor
+from digitlab.inference.preprocess import ImageError, grey_levels, open_image
+from digitlab.inference.run import Run, load_run
+from digitlab.inference.segment import Line, Piece, find_line, part, segments
+
+METHODS = ("auto", "segment", "ctc")
+SHORT = 0.6  # a part lower than this (in line heights) is unlikely to be a digit: each
+SHORT_COST = 10.0  # ... line height lower costs this much log-probability
+
+
+@dataclass(frozen=True)
+class ReadDigit:
+    label: str  # the class name: "7", or "৭" for a Bengali run
+    probability: float
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the input's pixels, exclusive at the end
+
+
+@dataclass(frozen=True)
+class Reading:
+    text: str
+    confidence: float  # the product of the digits' probabilities
+    digits: tuple[ReadDigit, ...]
+    method: str
+
+    def as_json(self) -> dict:
+        return {"text": self.text, "confidence": self.confidence, "method": self.method,
+                "digits": [{"label": d.label, "probability": d.probability, "box": list(d.box)}
+                           for d in self.digits]}
+
+
+def is_read_run(run: Run) -> bool:
+    return getattr(run.cfg.train, "task", "classify") == "read"
+
+
+def resolve_method(run: Run, method: str) -> str:
+    if method not in METHODS:
+        raise UsageError(_("unknown method {method!r}; use one of: {choices}").format(
+            method=method, choices=", ".join(METHODS)))
+    ctc = is_read_run(run)
+    if method == "auto":
+        return "ctc" if ctc else "segment"
+    if method == "ctc" and not ctc:
+        raise UsageError(_("--method ctc needs a run trained with `digitlab train --task read`; "
+                           "this one reads single digits: use --method segment"))
+    if method == "segment" and ctc:
+        raise UsageError(_("--method segment needs a single-digit run; this one was trained "
+                           "with --task read: use --method ctc"))
+    return method
+
+
+def reading(labels: list[str], probs: list[float], boxes: list[tuple], method: str) -> Reading:
+    digits = tuple(ReadDigit(label, float(p), tuple(int(v) for v in box))
+                   for label, p, box in zip(labels, probs, boxes, strict=True))
+    return Reading("".join(labels), float(math.prod(probs)) if probs else 0.0, digits, method)
+
+
+def part_score(probs: torch.Tensor, piece: Piece, line: Line) -> float:
+    """How likely a part is one digit: the log-probability of its reading, less SHORT_COST
+    for each line height it is lower than SHORT (a piece of a stroke, not a digit)."""
+    short = max(0.0, SHORT - piece.mask.shape[0] / line.height)
+    return math.log(max(float(probs.max()), 1e-12)) - SHORT_COST * short
+
+
+def best_path(ranges: list[tuple[int, int]], scores: list[float], width: int) -> list[int]:
+    """Which of the column ranges tile 0..width with the highest total score (the sum of
+    the log-probabilities of their readings): a dynamic programme over the range ends.
+    Empty when they cannot tile it."""
+    best = {0: (0.0, [])}
+    for end in sorted({b for a, b in ranges}):
+        options = [(best[a][0] + scores[i], best[a][1] + [i])
+                   for i, (a, b) in enumerate(ranges) if b == end and a in best]
+        if options:
+            best[end] = max(options, key=lambda option: option[0])
+    return best[width][1] if width in best else []
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A run and the method it reads numbers with; `Reader.load` reads a run directory."""
+
+    run: Run
+    method: str  # "segment" or "ctc"
+    beam: int = 0  # ctc: the beam search's width; 0 decodes greedily
+
+    @classmethod
+    def load(cls, source: str | Path, method: str = "auto", device: str = "auto",
+             beam: int = 0) -> Reader:
+        run = load_run(source, device)
+        method = resolve_method(run, method)
+        if beam < 0 or (beam and method != "ctc"):
+            raise UsageError(_("--beam is a width of at least 1, for the ctc method only"))
+        return cls(run, method, beam)
+
+    def read(self, source: str | Path | bytes) -> Reading:
+        """The number in an image file (or its bytes); ImageError when there is none."""
+        name = "<upload>" if isinstance(source, bytes) else str(source)
+        return self.read_image(open_image(source), name)
+
+    def read_image(self, image: Image.Image, name: str = "image") -> Reading:
+        grey, dark_ink = grey_levels(image)
+        line, pieces = find_line(grey, dark_ink, name)
+        if self.method == "ctc":
+            from digitlab.inference.ctc_read import read_line
+
+            return read_line(self.run, line, pieces, name, self.beam)
+        return self.segmented(line, pieces)
+
+    def segmented(self, line: Line, pieces: list[Piece]) -> Reading:
+        """Each piece read whole, or, when it is wide enough to hold touching digits, as the
+        run of its parts the model is surest of (segment.segments gives the candidates)."""
+        predictor = Predictor.from_run(self.run)
+        candidates = []  # per piece: (column ranges, their parts)
+        for piece in pieces:
+            ranges = [(a, b) for a, b in segments(piece, line)]
+            parts = [part(piece, a, b, line) for a, b in ranges]
+            kept = [i for i, p in enumerate(parts) if p is not None]
+            candidates.append(([ranges[i] for i in kept], [parts[i] for i in kept]))
+        flat = [p for _ranges, parts in candidates for p in parts]
+        if not flat:
+            raise ImageError(_("no digits found (the image looks blank)"))
+        probs = predictor.probabilities(np.stack([line.frame(p) for p in flat]))
+        chosen, start = [], 0
+        for piece, (ranges, parts) in zip(pieces, candidates, strict=True):
+            block = probs[start:start + len(parts)]
+            start += len(parts)
+            scores = [part_score(row, p, line)
+                      for row, p in zip(block, parts, strict=True)]
+            path = best_path(ranges, scores, piece.mask.shape[1]) if len(parts) > 1 else []
+            if path:
+                chosen += [(parts[i], block[i]) for i in path]
+            else:  # one candidate (the whole piece), or none that tiles it: read it whole
+                chosen.append((piece, predictor.probabilities(line.frame(piece)[None])[0]))
+        classes = predictor.classes
+        return reading([classes[int(p.argmax())] for _piece, p in chosen],
+                       [float(p.max()) for _piece, p in chosen],
+                       [piece.box for piece, _p in chosen],
+                       "segment")
+
+
+def show(image: Image.Image, result: Reading, path: Path) -> Path:
+    """Save the input with each digit's box and label drawn on it, titled with the reading."""
+    from matplotlib.patches import Rectangle
+
+    from digitlab.viz.fonts import tight_layout
+    from digitlab.viz.plots import pyplot, save_figure
+
+    plt = pyplot()
+    width = min(12.0, max(4.0, 3.0 * image.width / max(image.height, 1)))
+    fig, ax = plt.subplots(figsize=(width, 3.2))
+    ax.imshow(image.convert("RGB"))
+    for digit in result.digits:
+        x0, y0, x1, y1 = digit.box
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                               edgecolor="tab:red", linewidth=1.5))
+        ax.text(x0, y0, f"{digit.label} {100 * digit.probability:.0f}%", color="tab:red",
+                fontsize=9, va="bottom")
+    ax.set_title(f"{result.text}  ({100 * result.confidence:.1f}%, {result.method})")
+    ax.axis("off")
+    tight_layout(fig)  # in a Bengali font when the text is Bengali
+    save_figure(fig, path)
+    return path

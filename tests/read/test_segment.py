@@ -1,0 +1,145 @@
+"""Segmentation of a line of digits (inference.segment) on lines the tests draw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digitlab.inference.preprocess import ImageError, grey_levels
+from digitlab.inference.reader import best_path
+from digitlab.inference.segment import (
+    MAX_SIDE,
+    Piece,
+    cut_candidates,
+    find_line,
+    segments,
+)
+
+
+def canvas(width: int = 400, height: int = 100) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    image = Image.new("L", (width, height), 255)
+    return image, ImageDraw.Draw(image)
+
+
+def one(draw, x: int, top: int = 20, bottom: int = 80, width: int = 6) -> None:
+    draw.line((x, top, x, bottom), fill=0, width=width)
+
+
+def zero(draw, x: int, top: int = 20, bottom: int = 80, width: int = 6) -> None:
+    draw.ellipse((x, top, x + 38, bottom), outline=0, width=width)
+
+
+def pieces_of(image: Image.Image):
+    grey, dark = grey_levels(image)
+    return find_line(grey, dark, "test")
+
+
+def test_separate_digits_come_out_left_to_right_with_their_boxes():
+    image, draw = canvas()
+    for x in (40, 160, 280):
+        zero(draw, x)
+    one(draw, 110)
+    line, pieces = pieces_of(image)
+    assert len(pieces) == 4
+    lefts = [p.box[0] for p in pieces]
+    assert lefts == sorted(lefts)
+    assert abs(pieces[0].box[0] - 40) <= 4 and abs(pieces[1].box[0] - 107) <= 4
+    for piece in pieces:  # every box is the digit's height, give or take the pen
+        assert 14 <= piece.box[1] <= 20 and 80 <= piece.box[3] <= 86
+    frames = [line.frame(p) for p in pieces]
+    assert all(f.shape == (28, 28) and f.dtype == np.uint8 and f.max() == 255 for f in frames)
+
+
+def test_specks_and_marks_far_from_the_line_are_dropped():
+    image, draw = canvas(400, 200)
+    for x in (60, 160, 260):
+        zero(draw, x, 70, 130)
+    draw.rectangle((20, 30, 22, 32), fill=0)  # a speck
+    draw.rectangle((340, 100, 341, 101), fill=0)  # another, on the line
+    draw.line((300, 5, 390, 5), fill=0, width=3)  # a stray mark far above
+    _line, pieces = pieces_of(image)
+    assert len(pieces) == 3
+
+
+def test_a_broken_stroke_joins_its_digit():
+    image, draw = canvas()
+    one(draw, 60)
+    # a "5": its flag drawn apart from the body, above it
+    draw.line((150, 22, 185, 22), fill=0, width=6)
+    draw.line((150, 34, 150, 50), fill=0, width=6)
+    draw.arc((140, 40, 185, 82), 270, 180, fill=0, width=6)
+    zero(draw, 250)
+    _line, pieces = pieces_of(image)
+    assert len(pieces) == 3
+    assert pieces[1].box[1] <= 22 and pieces[1].box[3] >= 80
+
+
+def test_a_one_beside_a_seven_stays_two_digits():
+    image, draw = canvas()
+    one(draw, 100)
+    draw.line((115, 20, 160, 20), fill=0, width=6)  # the seven's bar reaches towards the one
+    draw.line((160, 20, 130, 80), fill=0, width=6)
+    _line, pieces = pieces_of(image)
+    assert len(pieces) == 2
+
+
+def test_touching_digits_get_a_cut_candidate_where_they_touch():
+    image, draw = canvas()
+    zero(draw, 60)
+    zero(draw, 108)
+    draw.line((96, 50, 110, 50), fill=0, width=6)  # a joining stroke: one component
+    line, pieces = pieces_of(image)
+    assert len(pieces) == 1
+    piece = pieces[0]
+    cuts = cut_candidates(piece, line)
+    touch = 103 - piece.left  # the join's middle, in the piece's own columns
+    assert any(abs(c - touch) <= 4 for c in cuts)
+    ranges = segments(piece, line)
+    assert any(a == 0 and abs(b - touch) <= 4 for a, b in ranges)
+
+
+def test_narrow_components_are_not_cut():
+    image, draw = canvas()
+    one(draw, 100)
+    line, pieces = pieces_of(image)
+    assert segments(pieces[0], line) == [(0, pieces[0].mask.shape[1])]
+
+
+@pytest.mark.parametrize("size", [(300, 8), (3000, 400)])
+def test_small_scans_and_large_photos_keep_their_digits(size):
+    width, height = size
+    image, draw = canvas(width, height)
+    for k in range(3):
+        x = width * (1 + 3 * k) // 10
+        draw.ellipse((x, height // 5, x + width // 12, height * 4 // 5), outline=0,
+                     width=max(1, height // 12))
+    _line, pieces = pieces_of(image)
+    assert len(pieces) == 3
+    assert all(p.box[2] <= width and p.box[3] <= height for p in pieces)
+
+
+def test_blank_and_too_wide_inputs_are_refused_in_one_line():
+    image, _draw = canvas()
+    with pytest.raises(ImageError, match="no digits found"):
+        pieces_of(image)
+    wide = Image.new("L", (MAX_SIDE + 8000, 40), 255)
+    with pytest.raises(ImageError, match="too long for one line"):
+        pieces_of(wide)
+
+
+def test_pure_noise_reads_as_few_digits_or_none():
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (80, 400), dtype=np.uint8))
+    try:
+        _line, pieces = pieces_of(noise)
+    except ImageError:
+        return
+    assert all(isinstance(p, Piece) for p in pieces)
+
+
+def test_the_best_path_tiles_the_piece_with_the_surest_parts():
+    ranges = [(0, 10), (10, 20), (0, 20)]
+    assert best_path(ranges, [-0.1, -0.1, -2.0], 20) == [0, 1]
+    assert best_path(ranges, [-0.1, -3.0, -0.5], 20) == [2]
+    assert best_path([(0, 10)], [-0.1], 20) == []  # cannot reach the end
