@@ -1,7 +1,9 @@
 """The drawing page in a real, headless Chromium against a real `digitlab serve` process:
 draw a stroke with the mouse, see a prediction, the bars and the 28x28 preview; Clear resets.
+Write a number of three digits on the wide number pad: the page shows what POST /read answers
+for it, a frame round each digit; its own Clear, Read and Esc work on it alone.
 And the Bengali-digit run (configs/bangla.toml, served with --lang bn): a ৭ drawn with the
-mouse is read as ৭, on a page in Bengali.
+mouse is read as ৭, and ৭০৭ written on the number pad as ৭০৭, on a page in Bengali.
 
 Needs Playwright (pip) and Chromium at /usr/bin/chromium (apt-get install chromium);
 skipped without them; the Bengali tests also need the shared CMATERdb files.
@@ -144,9 +146,10 @@ def bangla_page(browser, bangla_server):
 # ---------------------------------------------------------------- the tests
 
 
-def draw(page, points: list[tuple[float, float]]) -> None:
-    """A mouse stroke through points given as fractions of #pad's size."""
-    box = page.locator("#pad").bounding_box()
+def draw(page, points: list[tuple[float, float]], pad: str = "#pad") -> None:
+    """A mouse stroke through points given as fractions of the pad's size."""
+    page.locator(pad).scroll_into_view_if_needed()
+    box = page.locator(pad).bounding_box()
     xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
     page.mouse.move(*xy[0])
     page.mouse.down()
@@ -383,3 +386,180 @@ def test_a_bengali_seven_drawn_with_the_mouse_is_read_as_seven(bangla_page, bang
     if os.environ.get("DIGITLAB_README_SCREENSHOT"):  # opt-in: refresh the docs' picture
         BENGALI_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.locator("main").screenshot(path=str(BENGALI_SCREENSHOT))
+
+
+# ---------------------------------------------------------------- the number pad
+
+# Digits as strokes through points, in fractions of one quarter of the number pad (a square:
+# the pad is four digit pads wide), x right, y down.
+ONE = [[(0.5, 0.15), (0.47, 0.85)]]
+SEVEN_LATIN = [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]]
+ZERO = [[(0.5, 0.15), (0.3, 0.3), (0.28, 0.6), (0.45, 0.85), (0.65, 0.75), (0.72, 0.45),
+         (0.62, 0.2), (0.5, 0.15)]]
+
+
+def write(page, digits: list) -> None:
+    """Each digit's mouse strokes in its own quarter of #number, left to right."""
+    for i, strokes in enumerate(digits):
+        for stroke in strokes:
+            draw(page, [((i + fx) / 4, fy) for fx, fy in stroke], pad="#number")
+
+
+def pad_png(page, pad: str) -> bytes:
+    """The pad as the page sends it."""
+    return bytes(page.evaluate("""async (selector) => {
+        const canvas = document.querySelector(selector);
+        const blob = await new Promise(r => canvas.toBlob(r, 'image/png'));
+        return Array.from(new Uint8Array(await blob.arrayBuffer()));
+    }""", pad))
+
+
+def shown_reading(page) -> dict:
+    return page.evaluate("""() => ({
+        text: document.getElementById('number-text').textContent,
+        confidence: document.getElementById('number-confidence').textContent,
+        method: document.getElementById('number-method').textContent,
+        labels: [...document.querySelectorAll('#number-digits > .digit')]
+            .map(d => d.dataset.label),
+        chips: [...document.querySelectorAll('#number-digits > .digit')]
+            .map(d => d.textContent),
+    })""")
+
+
+def framed(page, box: list[int]) -> int:
+    """Pixels of the frames' overlay lit along the edges of `box` (x0, y0, x1, y1)."""
+    return page.evaluate("""([x0, y0, x1, y1]) => {
+        const d = document.getElementById('number-boxes').getContext('2d')
+            .getImageData(0, 0, 1120, 280).data;
+        let lit = 0;
+        for (let x = x0; x < x1; x++) for (const y of [y0, y1 - 1]) {
+            if (y >= 0 && y < 280 && d[4 * (y * 1120 + x) + 3] > 0) lit++;
+        }
+        return lit;
+    }""", box)
+
+
+def read_and_compare(page, base: str, messages: dict) -> dict:
+    """What POST /read answers for the pad as it is now, once the page shows just that."""
+    answer = httpx.post(f"{base}/read", timeout=30,
+                        files={"file": ("drawing.png", pad_png(page, "#number"), "image/png")})
+    assert answer.status_code == 200, answer.text
+    answer = answer.json()
+    percent = f"{100 * answer['confidence']:.1f}%"
+    expected = {
+        "text": answer["text"],
+        "confidence": messages["sure" if answer["sure"] else "not_sure"].format(percent=percent),
+        "method": messages["method"].format(method=answer["method"]),
+        "labels": [d["label"] for d in answer["digits"]],
+        "chips": [f"{d['label']} {100 * d['probability']:.1f}%" for d in answer["digits"]],
+    }
+    page.wait_for_function("""(expected) => {
+        const chips = [...document.querySelectorAll('#number-digits > .digit')];
+        return document.getElementById('number-text').textContent === expected.text
+            && chips.map(d => d.textContent).join('|') === expected.chips.join('|');
+    }""", arg=expected, timeout=15_000)
+    assert shown_reading(page) == expected
+    return answer
+
+
+def number_pad_is_black(page) -> bool:
+    return page.evaluate("""() => {
+        const d = document.getElementById('number').getContext('2d')
+            .getImageData(0, 0, 1120, 280).data;
+        return d.every((v, i) => i % 4 === 3 ? v === 255 : v === 0);
+    }""")
+
+
+ENGLISH_MESSAGES = {"sure": "{percent} sure", "not_sure": "not sure: best guess at {percent}",
+                    "method": "read by {method}"}
+
+
+def test_write_a_number_and_see_its_reading(page, server):
+    assert page.locator("#number-text").inner_text() == "?"
+    assert page.locator("#number-status").inner_text() == "Write a number in the wide black box."
+    assert page.evaluate(
+        "() => getComputedStyle(document.getElementById('number')).touchAction") == "none"
+    pad, square = page.locator("#number").bounding_box(), page.locator("#pad").bounding_box()
+    assert pad["width"] == pytest.approx(4 * pad["height"], rel=0.02)  # 4 digit pads wide
+    assert pad["width"] > 2 * square["width"]
+
+    write(page, [ONE, SEVEN_LATIN, ZERO])  # read when the pen has been up a moment
+    page.wait_for_function(
+        "() => document.querySelectorAll('#number-digits > .digit').length === 3",
+        timeout=15_000)
+    answer = read_and_compare(page, server, ENGLISH_MESSAGES)
+    print(f"\nthe written number: read as {answer['text']} at {answer['confidence']:.3f}")
+    assert answer["method"] == "segment" and len(answer["digits"]) == 3
+    boxes = [d["box"] for d in answer["digits"]]
+    for i, (x0, y0, x1, y1) in enumerate(boxes):  # each box round its own quarter's digit
+        assert i * 280 <= x0 < x1 <= (i + 1) * 280 and y1 - y0 > 140
+        assert framed(page, [x0, y0, x1, y1]) > (x1 - x0)  # its frame is drawn over the pad
+    assert page.locator("#number-status").inner_text() == \
+        "Keep writing, or Clear to start again."
+    assert page.locator("#label").inner_text() == "?"  # the digit pad was not touched
+
+    page.click("#number-clear")
+    assert shown_reading(page)["text"] == "?" and shown_reading(page)["labels"] == []
+    assert number_pad_is_black(page)
+    assert all(framed(page, box) == 0 for box in boxes)
+    assert page.locator("#number-status").inner_text() == "Write a number in the wide black box."
+
+
+def test_the_read_button_and_esc_on_the_number_pad(page, server):
+    """Read asks at once; Esc clears the pad drawn on last, and only that one."""
+    reads = []
+    page.on("request", lambda req: reads.append(req.url) if req.url.endswith("/read") else None)
+    write(page, [ZERO, ONE])
+    page.click("#number-read")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#number-digits > .digit').length === 2",
+        timeout=15_000)
+    assert reads
+    read_and_compare(page, server, ENGLISH_MESSAGES)
+
+    draw(page, [(0.5, 0.12), (0.5, 0.35), (0.49, 0.6), (0.48, 0.88)])  # on the digit pad
+    page.wait_for_function(
+        "() => /^[0-9]$/.test(document.getElementById('label').textContent.trim())",
+        timeout=15_000)
+    page.keyboard.press("Escape")  # the digit pad was drawn on last
+    assert page.locator("#label").inner_text().strip() == "?"
+    assert len(shown_reading(page)["labels"]) == 2 and not number_pad_is_black(page)
+
+    write(page, [ONE])
+    page.keyboard.press("Escape")  # now the number pad was
+    assert shown_reading(page)["text"] == "?" and number_pad_is_black(page)
+    page.wait_for_timeout(600)  # past the read that the last stroke scheduled: none comes
+    assert shown_reading(page)["text"] == "?"
+
+
+def test_a_blank_number_says_so(page):
+    """A dot is too little to be a digit: the number pad says so in its own status line."""
+    draw(page, [(0.3, 0.5), (0.3, 0.5)], pad="#number")
+    page.click("#number-read")
+    page.wait_for_function(
+        "() => document.getElementById('number-status').classList.contains('warn')"
+        " || document.querySelectorAll('#number-digits > .digit').length > 0",
+        timeout=15_000)
+    if page.locator("#number-status.warn").count():
+        assert page.locator("#number-status").inner_text() == "No digits yet: write them bigger."
+        assert page.locator("#number-text").inner_text() == "?"
+    assert page.locator("#status").inner_text() == "Draw a digit in the black square."
+
+
+# A Bengali ০ as CMATERdb's writers make it: a small round loop (fractions of a square).
+BENGALI_ZERO = [[(0.5, 0.3), (0.35, 0.38), (0.32, 0.55), (0.42, 0.7), (0.58, 0.7),
+                 (0.68, 0.55), (0.65, 0.38), (0.5, 0.3)]]
+
+
+def test_a_bengali_number_written_with_the_mouse_is_read(bangla_page, bangla_server):
+    page = bangla_page
+    bn = bengali()
+    assert page.locator("#number-status").inner_text() == bn["write"]
+    write(page, [[SEVEN], BENGALI_ZERO, [SEVEN]])
+    page.wait_for_function(
+        "() => document.querySelectorAll('#number-digits > .digit').length === 3",
+        timeout=15_000)
+    answer = read_and_compare(page, bangla_server, bn)
+    print(f"\nthe written ৭০৭: read as {answer['text']} at {answer['confidence']:.5f}")
+    assert answer["text"] == "৭০৭"
+    assert page.locator("#number-status").inner_text() == bn["keep_writing"]

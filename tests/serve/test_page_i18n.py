@@ -140,8 +140,14 @@ def test_english_page_keeps_its_strings(predictor):
                      "Draw a digit in the black square.", 'aria-label="prediction"',
                      'aria-label="the 28x28 image the model saw"',
                      "what the model saw (28×28)", "<h2>Probabilities</h2>",
-                     'API: <code>POST /predict</code>; its schema is '
+                     'API: <code>POST /predict</code>, <code>POST /read</code>; its schema is '
                      '<a href="/openapi.json">/openapi.json</a>.',
+                     '<h2 id="number-heading">A whole number</h2>',
+                     'aria-label="writing area: write a number here"',
+                     'title="Clear the number (Esc)">Clear</button>',
+                     'title="Read the number now">Read</button>',
+                     "Write a number in the wide black box.",
+                     '<div class="layout">',
                      "own config (no preset) · model seed-mlp · trained on digits · test "
                      "accuracy "):
         assert expected in text, expected
@@ -150,6 +156,7 @@ def test_english_page_keeps_its_strings(predictor):
     assert data["lang"] == "en" and data["classes"] == list(ENGLISH)
     assert data["messages"]["not_sure"] == "not sure: best guess at {percent}"
     assert data["messages"]["sure"] == "{percent} sure"
+    assert data["task"] == "classify" and data["method"] == "segment"
     assert "${" not in text  # every template field was filled
 
 
@@ -171,7 +178,7 @@ def test_every_page_message_goes_through_the_catalog(predictor, stand_in):
     digits = marked(page_module.DIGIT_RANGE).format(first="0", last="9")
     assert html.escape(marked(page_module.HINT_DIGITS).format(digits=digits)) in text
     assert html.escape(marked(page_module.API_LINE)).format(
-        endpoint="<code>POST /predict</code>",
+        endpoint="<code>POST /predict</code>, <code>POST /read</code>",
         schema='<a href="/openapi.json">/openapi.json</a>') in text
     assert html.escape(marked("{epochs} epochs").format(epochs=3)) in text
     assert not re.search("«&(?!amp;)", text)  # escaped in the HTML, \u0026 in the JSON
@@ -182,7 +189,7 @@ def test_no_english_is_left_on_the_page(predictor, stand_in):
     and the API's paths."""
     parser = VisibleText()
     parser.feed(get_page(predictor))
-    own = ("seed-mlp", "digits", "POST /predict", "/openapi.json")
+    own = ("seed-mlp", "digits", "POST /predict", "POST /read", "/openapi.json")
     left = []
     for seen in parser.texts:
         for name in own:
@@ -200,12 +207,14 @@ def test_app_js_gets_its_messages_through_the_catalog(predictor, stand_in):
         assert messages[key] == marked(message), key
     assert messages["no_digit_detail"] == marked(page_module.NO_DIGIT_DETAIL).format(
         name="<upload>")
+    assert messages["no_digits_detail"] == marked(page_module.NO_DIGITS_DETAIL).format(
+        name="<upload>")
 
 
 def test_app_js_uses_exactly_the_messages_it_is_given():
     js = (STATIC / "app.js").read_text(encoding="utf-8")
     used = set(re.findall(r"\btext\.(\w+)", js))
-    assert used == set(page_module.JS_MESSAGES) | {"no_digit_detail"}
+    assert used == set(page_module.JS_MESSAGES) | {"no_digit_detail", "no_digits_detail"}
     assert 'getElementById("page-data")' in js
     # no English sentence of the page is left in the script
     for message in page_module.JS_MESSAGES.values():
@@ -232,6 +241,16 @@ def test_a_blank_drawing_is_recognised_in_either_language(predictor, lang):
     i18n.set_language(lang)
     expected = page_data(get_page(predictor))["messages"]["no_digit_detail"]
     response = predict(predictor, blank())
+    assert response.status_code == 400 and response.json()["detail"] == expected
+
+
+@pytest.mark.parametrize("lang", ["en", "bn"])
+def test_a_blank_number_is_recognised_in_either_language(predictor, lang):
+    """... and "no digits" from /read the same way."""
+    i18n.set_language(lang)
+    expected = page_data(get_page(predictor))["messages"]["no_digits_detail"]
+    with client_for(predictor) as c:
+        response = c.post("/read", files={"file": ("number.png", blank(), "image/png")})
     assert response.status_code == 400 and response.json()["detail"] == expected
 
 
@@ -301,6 +320,7 @@ def test_the_page_names_the_runs_digits(predictor, classes, digits):
     text = get_page(with_classes(predictor, classes, 0))
     assert f"Draw one digit, {digits}, in the black square" in text
     assert page_data(text)["classes"] == list(classes)
+    assert '<section class="number" aria-labelledby="number-heading">' in text  # not hidden
 
 
 def test_a_page_for_classes_that_are_not_digits(predictor):
@@ -308,6 +328,8 @@ def test_a_page_for_classes_that_are_not_digits(predictor):
     text = get_page(with_classes(predictor, classes, 0))
     assert "Draw one of the model&#x27;s classes in the black square" in text
     assert "<Sneaker>" not in text and page_data(text)["classes"] == list(classes)
+    assert '<section class="number" aria-labelledby="number-heading" hidden>' in text
+    assert '<div class="layout">' in text  # the digit pad stays
 
 
 @pytest.mark.parametrize("name,index,value", [

@@ -1,9 +1,13 @@
-"""`digitlab serve`: a local page to draw a digit, and a small JSON API around a Predictor.
+"""`digitlab serve`: a local page to draw a digit or write a number, and a small JSON API
+around a Predictor.
 
     GET  /          the drawing page, in the CLI's language (page.py fills the template
                     static/index.html; every asset is served from here)
     POST /predict   multipart field `file` (an image), or JSON {"pixels": 28x28 numbers}
-    GET  /model     what is loaded: model, dataset, test accuracy, config summary
+    POST /read      multipart field `file`: a line of digits, read as `digitlab read` reads
+                    it (inference.reader): {"text", "digits", "confidence", "method"}
+    GET  /model     what is loaded: model, dataset, test accuracy, config summary, its task
+                    and the methods /read reads with
     GET  /healthz   {"status": "ok"}
     GET  /openapi.json  the API's schema. There is no /docs page: FastAPI's loads Swagger UI
                     from a CDN, and everything here works without the internet.
@@ -12,6 +16,9 @@ Uploads go through the same preprocessing as `digitlab predict` (crop, 20x20 box
 mass), so a canvas, a scan or a photo all arrive at the model in MNIST's form. Bodies over
 2 MB (JSON: 64 kB, 8 levels of nesting) are refused with 413 or 422 before they are read in
 full or parsed; anything that is not a usable image is a 4xx with a JSON {"detail": "..."}.
+/read has the same bounds and, as reading a large photo takes a few hundred MB for a moment,
+runs at most READ_THREADS reads at once. A run trained with `--task read` (a CTC number
+reader) answers /read only: its /predict is a 400 that says so.
 Requests pass `guard.RequestGuard` first: on loopback only a Host naming this machine is
 answered (DNS rebinding), and a POST from another origin is refused.
 
@@ -26,16 +33,17 @@ import logging
 import math
 
 import numpy as np
+from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor, check_min_confidence
 from digitlab.inference.preprocess import FRAME, ImageError, preprocess
+from digitlab.inference.reader import Reader, is_read_run, resolve_method
 from digitlab.io import finite_json
 from digitlab.serve.guard import (
     MAX_JSON_BODY,
@@ -45,13 +53,23 @@ from digitlab.serve.guard import (
     is_loopback,
     parse_json,
     read_body,
+    upload_bytes,
 )
 from digitlab.serve.listen import listen, run
 from digitlab.serve.page import STATIC, TEMPLATE, render
-from digitlab.serve.schema import PREDICT_BODY, PREDICT_RESPONSES, Prediction, class_value
+from digitlab.serve.schema import (
+    PREDICT_BODY,
+    PREDICT_RESPONSES,
+    READ_BODY,
+    READ_RESPONSES,
+    NumberReading,
+    Prediction,
+    class_value,
+)
 
 # Calibrated, 0.6 means a guess right about 3 times in 5: below it the page says "not sure".
 DEFAULT_MIN_CONFIDENCE = 0.6
+READ_THREADS = 2  # /read's reads at once: one of a 40-Mpixel upload holds ~350 MB for a moment
 log = logging.getLogger("digitlab.serve")
 
 # The page and its assets come from this server only.
@@ -62,20 +80,6 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-def replay(request: Request, body: bytes) -> Request:
-    """A copy of the request whose body stream yields `body` (already read, size-checked)."""
-    sent = False
-
-    async def receive():
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return Request(request.scope, receive)
 
 
 def pixels_array(payload) -> np.ndarray:
@@ -117,22 +121,6 @@ def pixel_value(number: int | float) -> float:
     return value
 
 
-async def upload_bytes(request: Request, body: bytes, content_type: str) -> bytes:
-    if content_type == "multipart/form-data":
-        form = await replay(request, body).form(max_files=1, max_fields=10)
-        try:
-            item = form.get("file")
-            if not isinstance(item, UploadFile):
-                raise HTTPException(422, _("send the image as multipart form field 'file'"))
-            return await item.read()
-        finally:
-            await form.close()
-    if content_type.startswith("image/") or content_type == "application/octet-stream":
-        return body  # a raw image body, e.g. curl --data-binary @digit.png
-    raise HTTPException(415, _("send multipart/form-data with a 'file' field, or JSON "
-                               '{{"pixels": ...}}').format())
-
-
 def answer(predictor: Predictor, digit: np.ndarray,
            min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> dict:
     """uint8 [28, 28] -> the /predict answer; 503 if the model gives NaN (broken weights)."""
@@ -161,6 +149,30 @@ def from_image(predictor: Predictor, data: bytes, min_confidence: float) -> dict
         raise ImageError(_("could not read the image ({error_type})").format(
             error_type=type(e).__name__)) from None
     return answer(predictor, digit, min_confidence)
+
+
+def read_answer(reader: Reader, data: bytes, min_confidence: float) -> dict:
+    """An uploaded line of digits -> the /read answer: ImageError (a 400) for an image that is
+    not one or holds no digits, 503 when the model's output is not finite."""
+    if not data:
+        raise ImageError(_("the upload is empty"))
+    try:
+        result = reader.read(data)
+    except ImageError:
+        raise
+    except Exception as e:  # the bytes are the client's: any failure to read them is theirs
+        log.warning("reading failed", exc_info=True)
+        raise ImageError(_("could not read the image ({error_type})").format(
+            error_type=type(e).__name__)) from None
+    if not all(math.isfinite(v) for v in (result.confidence,
+                                          *(d.probability for d in result.digits))):
+        raise HTTPException(503, _("the model's output is not finite: its weights are broken; "
+                                   "serve another checkpoint"))
+    if not result.digits:
+        raise ImageError(_("{name}: no digits found (the image looks blank)").format(
+            name="<upload>"))
+    return dict(result.as_json(), sure=result.confidence >= min_confidence,
+                min_confidence=min_confidence)
 
 
 async def image_error(request: Request, exc: ImageError) -> JSONResponse:
@@ -192,9 +204,12 @@ def create_app(predictor: Predictor, host: str = "127.0.0.1",
     this machine in their Host header (see guard.RequestGuard). Answers below min_confidence,
     in (0, 1], are "sure": false."""
     check_min_confidence(min_confidence)
-    app = FastAPI(title="digitlab", summary="Draw a digit; a trained model reads it.",
-                  version="1", docs_url=None, redoc_url=None)  # both pages need a CDN
+    app = FastAPI(title="digitlab", version="1", docs_url=None, redoc_url=None,  # /docs: a CDN
+                  summary="Draw a digit or write a number; a trained model reads it.")
     app.state.predictor = predictor
+    reader = Reader(predictor, resolve_method(predictor, "auto"))  # ctc for a read run
+    read_run = is_read_run(predictor)
+    limiter = CapacityLimiter(READ_THREADS)
     app.add_middleware(RequestGuard, hosts=allowed_hosts(host))
     app.add_exception_handler(ImageError, image_error)
     app.add_exception_handler(PayloadTooLarge, too_large)
@@ -210,19 +225,35 @@ def create_app(predictor: Predictor, host: str = "127.0.0.1",
 
     @app.get("/model")
     async def model() -> dict:
-        return finite_json(dict(predictor.describe(), min_confidence=min_confidence))
+        return finite_json(dict(predictor.describe(), min_confidence=min_confidence,
+                                task="read" if read_run else "classify",
+                                read_methods=[reader.method]))
 
     @app.post("/predict", response_model=Prediction, openapi_extra={"requestBody": PREDICT_BODY},
               responses=PREDICT_RESPONSES)
     async def predict(request: Request):
         """Classify an uploaded image (preprocessed like `digitlab predict`) or 28x28 pixels."""
+        if read_run:
+            raise HTTPException(400, _("this run reads whole numbers: POST /read"))
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json" or content_type.endswith("+json"):
             payload = parse_json(await read_body(request, MAX_JSON_BODY))
             return await run_in_threadpool(answer, predictor, pixels_array(payload),
                                            min_confidence)
-        data = await upload_bytes(request, await read_body(request), content_type)
+        refusal = _("send multipart/form-data with a 'file' field, or JSON "
+                    '{{"pixels": ...}}').format()
+        data = await upload_bytes(request, await read_body(request), content_type, refusal)
         return await run_in_threadpool(from_image, predictor, data, min_confidence)
+
+    @app.post("/read", response_model=NumberReading, openapi_extra={"requestBody": READ_BODY},
+              responses=READ_RESPONSES)
+    async def read(request: Request):
+        """Read the number in an image of one line of digits, as `digitlab read` does."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        refusal = _("send the image as multipart/form-data with a 'file' field, or as the body")
+        data = await upload_bytes(request, await read_body(request), content_type, refusal)
+        return await to_thread.run_sync(read_answer, reader, data, min_confidence,
+                                        limiter=limiter)
 
     app.mount("/static", Static(directory=STATIC), name="static")
     return app

@@ -10,6 +10,8 @@ checks on a body before it is parsed.
   CORS preflight). Browsers say where a request comes from in `Origin` (or, in older ones,
   only `Sec-Fetch-Site`); a POST from another origin is refused with 403. Requests that carry
   neither (curl, scripts) are not a browser acting for another site, and stay allowed.
+- **Uploads.** A multipart form is parsed from the body already read (and size-checked),
+  with at most one file and ten fields.
 - **JSON nesting.** `json.loads` recurses once per level and a few thousand levels raise
   RecursionError, so the depth is counted over the bytes first, skipping string contents.
 """
@@ -21,7 +23,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -62,6 +64,37 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
             raise PayloadTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def replay(request: Request, body: bytes) -> Request:
+    """A copy of the request whose body stream yields `body` (already read, size-checked)."""
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
+
+
+async def upload_bytes(request: Request, body: bytes, content_type: str, refusal: str) -> bytes:
+    """The uploaded image: multipart field `file`, or a raw image body; 415 (`refusal`, which
+    says what the route takes) for any other content type."""
+    if content_type == "multipart/form-data":
+        form = await replay(request, body).form(max_files=1, max_fields=10)
+        try:
+            item = form.get("file")
+            if not isinstance(item, UploadFile):
+                raise HTTPException(422, _("send the image as multipart form field 'file'"))
+            return await item.read()
+        finally:
+            await form.close()
+    if content_type.startswith("image/") or content_type == "application/octet-stream":
+        return body  # a raw image body, e.g. curl --data-binary @digit.png
+    raise HTTPException(415, refusal)
 
 
 def parse_json(body: bytes):

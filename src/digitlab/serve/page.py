@@ -5,6 +5,11 @@ gettext catalog as the CLI (`digitlab --lang bn serve RUN` gives a Bengali page,
 the page (<script id="page-data" type="application/json">): a data block, which the page's
 Content-Security-Policy allows, since nothing in it runs.
 
+The page has two drawing areas: the square digit pad (POST /predict) and the wide number pad
+(POST /read). A run trained with `--task read` reads whole numbers only: its page shows the
+number pad alone, under a title and hint of its own; a run whose classes are not digits
+(Fashion-MNIST) shows the digit pad alone.
+
 The page is rendered once, when the app is made: the language and the model do not change
 while a server runs.
 """
@@ -17,6 +22,7 @@ from string import Template
 
 from digitlab.i18n import N_, _, language, ngettext
 from digitlab.inference.predictor import Predictor
+from digitlab.inference.reader import is_read_run, resolve_method
 from digitlab.io import dumps_json
 from digitlab.scripts import digit_value
 
@@ -33,7 +39,19 @@ HTML_MESSAGES = {
     "preview_label": N_("the 28x28 image the model saw"),
     "preview_caption": N_("what the model saw (28×28)"),
     "probabilities": N_("Probabilities"),
+    "number_heading": N_("A whole number"),
+    "number_hint": N_("Write a number, one digit after another, in the wide black box. It is "
+                      "read when you lift the pen, and each digit found is framed."),
+    "number_label": N_("writing area: write a number here"),
+    "number_clear_title": N_("Clear the number (Esc)"),
+    "read": N_("Read"),
+    "read_title": N_("Read the number now"),
+    "number_result_label": N_("the number read"),
 }
+# A run trained with --task read has no digit pad: its page is titled and introduced so.
+READ_RUN_TITLE = N_("digitlab: write a number")
+READ_RUN_HINT = N_("This model reads whole numbers: write one in the wide black box with a "
+                   "mouse, a pen or a finger.")
 # The hint names the digits the model reads ("0 to 9", "0 to 9 or ০ to ৯"); a model whose
 # classes are not digits (Fashion-MNIST) gets the second one.
 HINT_DIGITS = N_("Draw one digit, {digits}, in the black square with a mouse, a pen or a "
@@ -55,10 +73,15 @@ JS_MESSAGES = {
     "sure": N_("{percent} sure"),
     "not_sure": N_("not sure: best guess at {percent}"),
     "threshold": N_("answers below {percent} are marked not sure"),
+    "write": N_("Write a number in the wide black box."),
+    "no_digits": N_("No digits yet: write them bigger."),
+    "keep_writing": N_("Keep writing, or Clear to start again."),
+    "method": N_("read by {method}"),
 }
 # The error /predict gives a blank drawing (inference.preprocess, where the message lives):
 # app.js compares the answer's detail with it, in whatever language the server speaks.
 NO_DIGIT_DETAIL = N_("{name}: no digit found (the image looks blank)")
+NO_DIGITS_DETAIL = N_("{name}: no digits found (the image looks blank)")  # /read's, from segment
 UPLOAD_NAME = "<upload>"  # what preprocess calls an image given as bytes
 
 
@@ -109,10 +132,14 @@ def model_line(info: dict) -> str:
 
 
 def page_data(predictor: Predictor) -> dict:
-    """What app.js reads from the page: its messages and the run's class names."""
+    """What app.js reads from the page: its messages, the run's class names, its task
+    ("classify", or "read": no digit pad) and the method /read reads with."""
     messages = {key: _(message) for key, message in JS_MESSAGES.items()}
     messages["no_digit_detail"] = _(NO_DIGIT_DETAIL).format(name=UPLOAD_NAME)
-    return {"lang": language(), "classes": list(predictor.classes), "messages": messages}
+    messages["no_digits_detail"] = _(NO_DIGITS_DETAIL).format(name=UPLOAD_NAME)
+    return {"lang": language(), "classes": list(predictor.classes), "messages": messages,
+            "task": "read" if is_read_run(predictor) else "classify",
+            "method": resolve_method(predictor, "auto")}
 
 
 def script_json(value: object) -> str:
@@ -123,12 +150,21 @@ def script_json(value: object) -> str:
 
 def render(predictor: Predictor) -> str:
     """index.html for `predictor`, in the current language."""
+    read_run = is_read_run(predictor)
     fields = {key: html.escape(_(message)) for key, message in HTML_MESSAGES.items()}
     fields["status"] = html.escape(_(JS_MESSAGES["draw"]))
-    fields["hint"] = html.escape(hint(predictor.classes))
+    fields["number_status"] = html.escape(_(JS_MESSAGES["write"]))
+    fields["hint"] = html.escape(_(READ_RUN_HINT) if read_run else hint(predictor.classes))
+    fields["digit_hidden"] = " hidden" if read_run else ""  # the digit pad's section
+    # ... and the number pad's, for a run whose classes are not digits (Fashion-MNIST)
+    numbers = read_run or digit_ranges(predictor.classes) is not None
+    fields["number_hidden"] = "" if numbers else " hidden"
+    if read_run:
+        fields["title"] = html.escape(_(READ_RUN_TITLE))
     fields["model"] = html.escape(model_line(predictor.describe()))
+    endpoints = ["POST /read"] if read_run else ["POST /predict", "POST /read"]
     fields["api"] = html.escape(_(API_LINE)).format(
-        endpoint="<code>POST /predict</code>",
+        endpoint=", ".join(f"<code>{endpoint}</code>" for endpoint in endpoints),
         schema='<a href="/openapi.json">/openapi.json</a>')
     fields["lang"] = html.escape(language())
     fields["data"] = script_json(page_data(predictor))

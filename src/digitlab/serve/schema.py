@@ -1,6 +1,7 @@
-"""/predict in the OpenAPI schema (GET /openapi.json): its answer, its two request bodies and
-its refusals. The answer carries the class three ways, for a bilingual model (20 classes:
-"0".."9", then "০".."৯") as much as for MNIST's ten."""
+"""/predict and /read in the OpenAPI schema (GET /openapi.json): their answers, request bodies
+and refusals. /predict's answer carries the class three ways, for a bilingual model (20
+classes: "0".."9", then "০".."৯") as much as for MNIST's ten; /read's gives each digit by the
+run's own class name."""
 
 from __future__ import annotations
 
@@ -34,13 +35,33 @@ class Prediction(BaseModel):
     preprocessed: list[list[int]] = Field(description="the 28x28 the model saw, 0..255")
 
 
+class DigitRead(BaseModel):
+    label: str = Field(description="the digit as the run names its class: '7', or '৭' in a "
+                                   "Bengali run")
+    probability: float
+    box: list[int] = Field(min_length=4, max_length=4, description=(
+        "x0, y0, x1, y1: where the digit is, in the upload's pixels (x1 and y1 exclusive)"))
+
+
+class NumberReading(BaseModel):
+    text: str = Field(description="the digits read, left to right: '4721', or '৪৭২১'")
+    confidence: float = Field(description="the product of the digits' probabilities")
+    method: str = Field(description=(
+        "'segment': the line cut into digits, each read by a single-digit run; 'ctc': the "
+        "whole line read by a run trained with --task read"))
+    digits: list[DigitRead] = Field(description="one per digit, left to right")
+    sure: bool = Field(description="confidence >= min_confidence")
+    min_confidence: float
+
+
+UPLOAD = {"type": "string", "format": "binary", "description": "an image: PNG, JPEG, ..."}
+
 PREDICT_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {
             "schema": {"type": "object", "required": ["file"],
-                       "properties": {"file": {"type": "string", "format": "binary",
-                                               "description": "an image: PNG, JPEG, ..."}}}},
+                       "properties": {"file": UPLOAD}}},
         "application/json": {
             "schema": {"type": "object", "required": ["pixels"],
                        "properties": {"pixels": {
@@ -61,4 +82,25 @@ PREDICT_RESPONSES = {
     421: {"description": "bound to loopback, and the Host header names another machine"},
     422: {"description": "malformed pixels, JSON or form"},
     503: {"description": "the model's output is not finite"},
+}
+
+READ_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["file"], "properties": {"file": {
+                **UPLOAD, "description": "a photo, scan or drawing of one line of 1 to 20 "
+                                        "digits: PNG, JPEG, ..."}}}},
+        "image/*": {"schema": UPLOAD},
+    },
+}
+
+READ_RESPONSES = {
+    400: {"description": "not a usable image, too large a one, or no digits found"},
+    403: PREDICT_RESPONSES[403],
+    413: {"description": "body over 2 MB"},
+    415: PREDICT_RESPONSES[415],
+    421: PREDICT_RESPONSES[421],
+    422: {"description": "a malformed form"},
+    503: PREDICT_RESPONSES[503],
 }
