@@ -29,16 +29,17 @@ FORBIDDEN = ["ট্রেন অ্যাকুরেসি", "ট্রেন 
              "আস্থা"]
 # Messages that name things literally (plot kinds, bench parts, torch classes): their Latin
 # words are names.
-NAMES = {"--parts: unknown {parts}; choose from seed, presets, predict, memory, robustness, "
-         "bangla",
-         "seed recipe: the tutorial's pipeline (torchvision Dataset + DataLoader)...",
-         "draw figures: activations, losses, schedule, temperature, augment, filters, run",
-         "comma-separated: seed (tutorial vs digitlab), presets (fast99 and best"
-         " over --seeds seeds), predict (throughput), memory (peak RSS), robustness (the seed, "
-         "best and robust presets on image files: scikit-learn digits, photos, mouse drawings, "
-         "test PNGs), bangla (the bangla preset over 3 seeds, its photo path, and the bilingual "
-         "preset per script; --data-dir: a folder holding mnist/ and cmaterdb-bangla/); "
-         "default: seed,predict,memory"}
+NAMES = {'--parts: unknown {parts}; choose from seed, presets, predict, memory, robustness, '
+         'bangla, read',
+         'comma-separated: seed (tutorial vs digitlab), presets (fast99 and best over --seeds '
+         'seeds), predict (throughput), memory (peak RSS), robustness (the seed, best and robust'
+         ' presets on image files: scikit-learn digits, photos, mouse drawings, test PNGs), '
+         'bangla (the bangla preset over 3 seeds, its photo path, and the bilingual preset per '
+         'script; --data-dir: a folder holding mnist/ and cmaterdb-bangla/), read (whole '
+         'numbers: the segment method with the robust preset beside the ctc method with the read'
+         ' preset); default: seed,predict,memory',
+         'draw figures: activations, losses, schedule, temperature, augment, filters, run',
+         "seed recipe: the tutorial's pipeline (torchvision Dataset + DataLoader)..."}
 
 
 def latin_pattern(term: str) -> re.Pattern:

@@ -175,7 +175,7 @@ def test_train_help_in_bengali(capsys):
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "plot", "sweep", "bench", "predict",
-                                     "serve", "export", "list"])
+                                     "serve", "export", "list", "read"])
 def test_every_command_help_in_bengali(capsys, command):
     assert bengali_share(help_text(capsys, "--lang", "bn", command, "--help")) > 0.6
 
