@@ -105,3 +105,20 @@ def test_settings_a_read_run_refuses(settings, key):
 def test_read_preset_loads():
     cfg, _explicit = build_config(Path(__file__).resolve().parents[2] / "configs" / "read.toml")
     assert (cfg.train.task, cfg.model.name, cfg.train.preset) == ("read", "crnn", "read")
+
+
+def test_plot_schedule_counts_the_batches_of_a_read_run():
+    """A read epoch holds lines of about (min + max) / 2 digits, not one image per sample:
+    `digitlab plot schedule` drew a read config's schedule over the classification count."""
+    import math
+
+    from digitlab.config import build_config
+    from digitlab.data import load_dataset
+    from digitlab.training.setup import batches_per_epoch, training_splits
+
+    cfg, _sources = build_config(None, ["train.task=read", "model.name=crnn"],
+                                 {"dataset": "digits"})
+    train, _val = training_splits(load_dataset(cfg.data), cfg)
+    expected = math.ceil(len(train) / 5.5 / cfg.data.batch_size)
+    assert batches_per_epoch(cfg) == expected
+    assert expected < math.ceil(len(train) / cfg.data.batch_size)

@@ -18,7 +18,6 @@ shared as `loop.*`: a module import, since loop.train hands read runs over to th
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import torch
@@ -163,8 +162,7 @@ def train_read(cfg: Config, fallback: bool = False, console: Console | None = No
     augment = Augment.from_config(cfg.data)
     splits = {name: eval_lines(split.images, split.labels, eval_count(name, split), device)
               for name, split in (("val", val), ("test", dataset.test)) if split}
-    mean_digits = (cfg.data.line_min_digits + cfg.data.line_max_digits) / 2
-    num_batches = max(1, math.ceil(len(train_split) / mean_digits / cfg.data.batch_size))
+    num_batches = setup.line_batches(len(train_split), cfg)
     epochs = cfg.train.epochs
 
     # ---- model, optimizer, schedule, autocast (a scaler only for fp16) ------------------------

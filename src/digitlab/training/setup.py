@@ -6,6 +6,7 @@ Each function raises a clear error at the boundary, so `train` itself can trust 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -155,13 +156,21 @@ def batches_per_epoch(cfg: Config) -> int:
     """Batches in the first epoch of the configured training split, as `train` counts them
     (the training splits and balance mode included); from the known split size where that
     tells, else by loading the dataset."""
-    known = known_epoch_batches(cfg.data)
+    known = known_epoch_batches(cfg.data) if cfg.train.task != "read" else None
     if known is not None:
         return known
     dataset = load_dataset(cfg.data)
     train, _val = training_splits(dataset, cfg)
+    if cfg.train.task == "read":
+        return line_batches(len(train), cfg)
     return epoch_batches(train.labels, cfg.data.batch_size, cfg.data.balance,
                          len(dataset.classes))
+
+
+def line_batches(digits: int, cfg: Config) -> int:
+    """Batches in an epoch of a read run: lines holding about as many digits as the split."""
+    mean_digits = (cfg.data.line_min_digits + cfg.data.line_max_digits) / 2
+    return max(1, math.ceil(digits / mean_digits / cfg.data.batch_size))
 
 
 def training_splits(dataset: Dataset, cfg: Config) -> tuple[Split, Split | None]:
