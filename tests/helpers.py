@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_FILES = (
@@ -216,3 +218,20 @@ def run_schedule(schedule, optimizer, epochs: int = 3, batches: int = 5):
         schedule.after_epoch(val_loss=1.0)
         after_epoch.append(optimizer.param_groups[0]["lr"])
     return used, after_epoch
+
+
+class Fixed(torch.nn.Module):
+    """A model that answers class `top` of `n`, whatever it is shown."""
+
+    def __init__(self, n: int, top: int):
+        super().__init__()
+        self.logits = torch.full((n,), -4.0)
+        self.logits[top] = 4.0
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1)
+
+
+def with_classes(predictor, classes: tuple[str, ...], top: int):
+    """The predictor with other class names and a model that always answers class `top`."""
+    return dataclasses.replace(predictor, classes=classes, model=Fixed(len(classes), top))

@@ -102,9 +102,6 @@ class Run:
             raise UsageError(_("predict takes an array of digits or a list of image paths, not "
                                "a list of {kind}").format(kind=type(paths[0]).__name__))
         files = expand_inputs([str(p) for p in paths])
-        if not files:
-            raise UsageError(_("no image files found in {paths}").format(
-                paths=" ".join(str(p) for p in paths)))
         return np.stack([preprocess(f) for f in files])
 
     def plot(self, name: str):

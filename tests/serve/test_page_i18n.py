@@ -8,7 +8,6 @@ digitlab.i18n gives for each message, whatever the real catalog holds."""
 
 from __future__ import annotations
 
-import dataclasses
 import gettext
 import html
 import io
@@ -19,7 +18,6 @@ import warnings
 from html.parser import HTMLParser
 
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from digitlab import i18n
@@ -27,6 +25,7 @@ from digitlab.inference.predictor import Predictor
 from digitlab.serve import page as page_module
 from digitlab.serve.app import STATIC, create_app
 from digitlab.serve.schema import class_value
+from helpers import with_classes
 
 with warnings.catch_warnings():  # starlette's note that it prefers httpx2 to httpx
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -275,22 +274,6 @@ def test_serve_with_lang_bn_gives_a_bengali_page(digits_run, monkeypatch, how):
 
 
 # ---------------------------------------------------------------- the run's class names
-
-
-class Fixed(torch.nn.Module):
-    """A model that answers class `top` of `n`, whatever it is shown."""
-
-    def __init__(self, n: int, top: int):
-        super().__init__()
-        self.logits = torch.full((n,), -4.0)
-        self.logits[top] = 4.0
-
-    def forward(self, x):
-        return self.logits.expand(x.shape[0], -1)
-
-
-def with_classes(predictor: Predictor, classes: tuple[str, ...], top: int) -> Predictor:
-    return dataclasses.replace(predictor, classes=classes, model=Fixed(len(classes), top))
 
 
 @pytest.mark.parametrize("classes,top,label,text", [

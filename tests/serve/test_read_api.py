@@ -19,7 +19,6 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 from digitlab.config import Config
@@ -28,6 +27,7 @@ from digitlab.inference.reader import Reader
 from digitlab.inference.segment import MAX_SIDE
 from digitlab.serve.app import create_app
 from digitlab.serve.guard import MAX_BODY
+from helpers import with_classes
 
 with warnings.catch_warnings():  # starlette's note that it prefers httpx2 to httpx
     warnings.filterwarnings("ignore", message=".*httpx2")
@@ -157,25 +157,13 @@ def test_read_a_long_line_of_digits(client, predictor):
     assert len(body["digits"]) == 12
 
 
-class Fixed(torch.nn.Module):
-    """A model that answers class `top` of `n`, whatever it is shown."""
-
-    def __init__(self, n: int, top: int):
-        super().__init__()
-        self.logits = torch.full((n,), -4.0)
-        self.logits[top] = 4.0
-
-    def forward(self, x):
-        return self.logits.expand(x.shape[0], -1)
-
-
 @pytest.mark.parametrize("classes,top,text", [
     (tuple("০১২৩৪৫৬৭৮৯"), 7, "৭৭৭"),
     (tuple("0123456789০১২৩৪৫৬৭৮৯"), 17, "৭৭৭"),
     (tuple("0123456789"), 4, "444"),
 ])
 def test_read_answers_in_the_runs_class_names(predictor, classes, top, text):
-    odd = dataclasses.replace(predictor, classes=classes, model=Fixed(len(classes), top))
+    odd = with_classes(predictor, classes, top)
     with app_client(odd) as c:
         response = read(c, png(number([ONE, SEVEN, ZERO])))
     assert response.status_code == 200, response.text

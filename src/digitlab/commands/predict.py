@@ -19,6 +19,7 @@ def cmd_predict(args) -> int:
         prediction,
         show,
     )
+    from digitlab.inference.reader import is_read_run
 
     if args.top_k < 1:
         raise UsageError(_("--top-k must be at least 1"))
@@ -30,12 +31,10 @@ def cmd_predict(args) -> int:
                            "--out SUBMISSION.CSV"))
     show_dir = show_folder(args.show)  # before the work: fails at once, in one line
     predictor = Predictor.load(args.model, device=args.device)
-    if getattr(predictor.cfg.train, "task", "classify") == "read":
+    if is_read_run(predictor):
         raise UsageError(_("{run} reads whole numbers (trained with --task read): use "
                            "`digitlab read {run} IMAGE...`").format(run=args.model))
     files = expand_inputs(args.paths)
-    if not files:
-        raise UsageError(_("no image files found in {paths}").format(paths=" ".join(args.paths)))
     results, failed = [], 0
     for index, path in enumerate(files):
         try:

@@ -31,8 +31,6 @@ def cmd_read(args) -> int:
     folder = show_folder(args.show)
     reader = Reader.load(args.model, method=args.method, device=args.device, beam=args.beam)
     files = expand_inputs(args.paths)
-    if not files:
-        raise UsageError(_("no image files found in {paths}").format(paths=" ".join(args.paths)))
     results, failed = [], 0
     for index, path in enumerate(files):
         try:

@@ -95,7 +95,8 @@ class Predictor(Run):
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:
-    """Files as given; folders searched recursively for image files, in sorted order."""
+    """Files as given; folders searched recursively for image files, in sorted order. A
+    UsageError when that finds none."""
     files: list[Path] = []
     for item in paths:
         p = Path(item)
@@ -104,6 +105,8 @@ def expand_inputs(paths: list[str]) -> list[Path]:
                             and f.suffix.lower() in IMAGE_SUFFIXES)
         else:
             files.append(p)
+    if not files:
+        raise UsageError(_("no image files found in {paths}").format(paths=" ".join(paths)))
     return files
 
 

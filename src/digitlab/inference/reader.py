@@ -48,7 +48,7 @@ class Reading:
 
 
 def is_read_run(run: Run) -> bool:
-    return getattr(run.cfg.train, "task", "classify") == "read"
+    return run.cfg.train.task == "read"
 
 
 def resolve_method(run: Run, method: str) -> str:
@@ -130,7 +130,7 @@ class Reader:
         predictor = Predictor.from_run(self.run)
         candidates = []  # per piece: (column ranges, their parts)
         for piece in pieces:
-            ranges = [(a, b) for a, b in segments(piece, line)]
+            ranges = segments(piece, line)
             parts = [part(piece, a, b, line) for a, b in ranges]
             kept = [i for i, p in enumerate(parts) if p is not None]
             candidates.append(([ranges[i] for i in kept], [parts[i] for i in kept]))
@@ -144,10 +144,10 @@ class Reader:
             start += len(parts)
             scores = [part_score(row, p, line)
                       for row, p in zip(block, parts, strict=True)]
-            path = best_path(ranges, scores, piece.mask.shape[1]) if len(parts) > 1 else []
-            if path:
+            path = best_path(ranges, scores, piece.mask.shape[1])
+            if path:  # a narrow piece's one range, (0, width), is the whole piece, read above
                 chosen += [(parts[i], block[i]) for i in path]
-            else:  # one candidate (the whole piece), or none that tiles it: read it whole
+            else:  # no run of the candidates tiles the piece: read it whole
                 chosen.append((piece, predictor.probabilities(line.frame(piece)[None])[0]))
         classes = predictor.classes
         return reading([classes[int(p.argmax())] for _piece, p in chosen],
