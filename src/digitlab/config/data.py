@@ -15,6 +15,7 @@ from digitlab.config.checks import (
 )
 from digitlab.data import SOURCES
 from digitlab.i18n import N_
+from digitlab.models.shifted import MAX_TEST_SHIFT
 
 MAX_LINE_DIGITS = 20  # train.task = "read": the longest numbers read
 
@@ -38,6 +39,7 @@ class DataConfig:
     balance: str = "none"  # "none", "weights" (loss), "sampler", "sqrt" (draws), "lecun" (batches)
     balance_finetune_epochs: int = 0  # last N epochs at the true class frequencies
     deskew: bool = False  # remove each digit's slant (image moments), in training and inference
+    test_shifts: int = 0  # evaluation: each digit also read N px off 4 ways, mean logits (0..2)
     # augmentation of training batches, on the device (data.loader = "device"); all 0 = off
     augment_shift: int = 0  # random translation by whole pixels, up to N each way (0..8)
     augment_stretch: float = 0.0  # share of digits stretched to fill a square box, as scans (0..1)
@@ -77,6 +79,8 @@ class DataConfig:
         check_choice(self, "data.imbalance_profile", ("exponential", "step"))
         check_choice(self, "data.balance", ("none", "weights", "sampler", "sqrt", "lecun"))
         check_augmentation(self)
+        check(0 <= self.test_shifts <= MAX_TEST_SHIFT, "data.test_shifts",
+              N_("an integer in 0..2 (0 = off)"), self.test_shifts)
         check(1 <= self.line_max_digits <= MAX_LINE_DIGITS, "data.line_max_digits",
               N_("an integer from 1 to 20"), self.line_max_digits)
         check(1 <= self.line_min_digits <= self.line_max_digits, "data.line_min_digits",

@@ -31,6 +31,7 @@ from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
 from digitlab.io import atomic_write_bytes, check_destination
 from digitlab.models.crnn import HEIGHT as LINE_HEIGHT
+from digitlab.models.shifted import with_test_shifts
 
 FORMATS = ("onnx", "torchscript")
 
@@ -54,8 +55,8 @@ class Normalized(nn.Module):
 
 def exportable(source: str | Path) -> tuple[Normalized, Predictor]:
     predictor = Predictor.load(source, device="cpu")
-    wrapped = Normalized(predictor.model, predictor.mean, predictor.std,
-                         predictor.cfg.data.deskew).eval()
+    model = with_test_shifts(predictor.model, predictor.cfg.data.test_shifts)  # as predict reads
+    wrapped = Normalized(model, predictor.mean, predictor.std, predictor.cfg.data.deskew).eval()
     return wrapped, predictor
 
 

@@ -19,6 +19,7 @@ from digitlab.errors import UsageError
 from digitlab.i18n import _
 from digitlab.inference.preprocess import ImageError, preprocess
 from digitlab.inference.run import Run, load_run
+from digitlab.models.shifted import with_test_shifts
 from digitlab.scripts import digit_value
 
 
@@ -53,7 +54,8 @@ class Predictor(Run):
             images = torch.from_numpy(np.array(digits, dtype=np.uint8))
         if self.cfg.data.deskew:
             images = deskew(images)
-        logits = self.model(normalize(images.to(self.device), self.mean, self.std)).float()
+        model = with_test_shifts(self.model, self.cfg.data.test_shifts)  # as its test was read
+        logits = model(normalize(images.to(self.device), self.mean, self.std)).float()
         return images.numpy(), (logits / self.temperature).softmax(dim=1).cpu()
 
     def predict_file(self, path: str | Path | bytes) -> tuple[np.ndarray, torch.Tensor]:
@@ -91,7 +93,8 @@ class Predictor(Run):
                 "normalization": {"mean": number(self.mean), "std": number(self.std)},
                 "config": {"model": self.cfg.model.name, "activation": self.cfg.model.activation,
                            "loss": self.cfg.loss.name, "optimizer": self.cfg.optim.name,
-                           "epochs": self.cfg.train.epochs, "deskew": self.cfg.data.deskew}}
+                           "epochs": self.cfg.train.epochs, "deskew": self.cfg.data.deskew,
+                           "test_shifts": self.cfg.data.test_shifts}}
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:

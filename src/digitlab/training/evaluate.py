@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from digitlab.i18n import _
+from digitlab.models.shifted import with_test_shifts
+
 
 def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor,
                      num_classes: int) -> torch.Tensor:
@@ -43,3 +46,18 @@ def evaluate_splits(model: torch.nn.Module, loaders: dict, loss_fn, num_classes:
         result = evaluate(model, loader, loss_fn, num_classes)
         record[f"{name}_loss"], record[f"{name}_accuracy"] = result["loss"], result["accuracy"]
     return record
+
+
+
+def final_test(model: torch.nn.Module, loader, loss_fn, num_classes: int, shifts: int,
+               console) -> dict:
+    """The test the run reports, read as predict reads (data.test_shifts), printed. With
+    shifts, "read_once" holds the plain model's accuracy too, and a line compares the two."""
+    test = evaluate(with_test_shifts(model, shifts), loader, loss_fn, num_classes)
+    console.print(_("Test Accuracy: {accuracy:.2f}%").format(accuracy=100 * test["accuracy"]))
+    if shifts:
+        test["read_once"] = evaluate(model, loader, loss_fn, num_classes)["accuracy"]
+        console.print(_("data.test_shifts = {shifts}: each test digit read at 5 positions; "
+                        "read once, {accuracy:.2f}%").format(shifts=shifts,
+                                                               accuracy=100 * test["read_once"]))
+    return test

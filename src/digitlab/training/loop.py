@@ -31,6 +31,7 @@ from digitlab.data.balance import balancing_weights, epoch_balance
 from digitlab.data.loader import epoch_batches
 from digitlab.i18n import _, ngettext
 from digitlab.io import write_json
+from digitlab.models.shifted import with_test_shifts
 from digitlab.training import distributed, read_loop, setup
 from digitlab.training.calibration import calibrate, calibration_line
 from digitlab.training.checkpoint import (
@@ -40,7 +41,7 @@ from digitlab.training.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from digitlab.training.evaluate import evaluate, evaluate_splits
+from digitlab.training.evaluate import evaluate_splits, final_test
 from digitlab.training.guards import Guard
 from digitlab.training.losses import Criterion
 from digitlab.training.optim import OPTIMIZERS, Schedule, current_lr, param_groups
@@ -202,12 +203,12 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
         # ---- the end: the weights the run reports, the final test, the summary ---------------
         distributed.barrier(world)  # rank 0 has written the checkpoints
         load_reported_weights(raw_model, run_dir)
-        # their temperature, fitted on the validation split, goes into both checkpoints
         checkpoints = [run_dir / "checkpoints" / f"{name}.safetensors" for name in ("last", "best")]
-        calibration = calibrate(raw_model, eval_loaders.get("val"),
+        shifts = cfg.data.test_shifts  # T (fitted on val, into both files) and test: as predicted
+        calibration = calibrate(with_test_shifts(raw_model, shifts), eval_loaders.get("val"),
                                 checkpoints if world.main else [])
-        test = evaluate(model, eval_loaders["test"], criterion.plain, num_classes)
-        console.print(_("Test Accuracy: {accuracy:.2f}%").format(accuracy=100 * test["accuracy"]))
+        test = final_test(model, eval_loaders["test"], criterion.plain, num_classes, shifts,
+                          console)
         if line := calibration_line(calibration):
             console.print(line)
         summary = summarize(state, test, stopped, cfg, dataset, notice, raw_model, device,
@@ -303,6 +304,8 @@ def summarize(state: dict, test: dict, stopped: bool, cfg: Config, dataset: Data
         "status": "completed" if finite else "failed",
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
+        "test_shifts": cfg.data.test_shifts,  # > 0: test_accuracy read at 5 positions
+        "test_accuracy_read_once": test.get("read_once", test["accuracy"]),
         "train_loss": last["train_loss"] if last else None,
         "train_accuracy": last["train_accuracy"] if last else None,
         "train_seconds": seconds,

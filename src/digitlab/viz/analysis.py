@@ -22,6 +22,7 @@ from digitlab.errors import CheckpointError, UsageError
 from digitlab.i18n import _
 from digitlab.inference.run import load_run
 from digitlab.io import atomic_write_text, ensure_writable, read_jsonl, write_json
+from digitlab.models.shifted import with_test_shifts
 from digitlab.scripts import script_report
 from digitlab.training.calibration import (
     ECE_BINS,
@@ -119,7 +120,7 @@ def analyze(model: torch.nn.Module, dataset: Dataset, cfg: Config, device: torch
     """Evaluate on the test split and write evaluation.json, plots/ and report.html.
     temperature and recorded: the checkpoint's calibration (see calibration_report)."""
     test = dataset.test
-    logits = split_logits(model, test.images, cfg, device)
+    logits = split_logits(with_test_shifts(model, cfg.data.test_shifts), test.images, cfg, device)
     probs = (logits / temperature).softmax(dim=1)  # the confidence predict and serve show
     confidence, preds = probs.max(dim=1)
     c = len(dataset.classes)
