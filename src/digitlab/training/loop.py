@@ -43,6 +43,7 @@ from digitlab.training.checkpoint import (
 )
 from digitlab.training.evaluate import evaluate_splits, final_test
 from digitlab.training.guards import Guard
+from digitlab.training.heap import tune_heap
 from digitlab.training.losses import Criterion
 from digitlab.training.optim import OPTIMIZERS, Schedule, current_lr, param_groups
 from digitlab.training.progress import RunLog, header, make_progress, running_metrics
@@ -52,7 +53,10 @@ from digitlab.training.step import EpochTotals, TrainStep, make_autocast
 from digitlab.training.steplog import StepLog
 
 
-def seed_everything(seed: int) -> None:
+def prepare_process(seed: int) -> None:
+    """The process-wide settings a run needs: every generator seeded, and glibc's heap kept
+    from unmapping large buffers every step (training/heap.py)."""
+    tune_heap()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -89,7 +93,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
     if cfg.train.task == "read":  # whole numbers: CTC on composed lines (read_loop.py)
         return read_loop.train_read(cfg, fallback, console, resume, dataset, init)
     console = console or Console(highlight=False, soft_wrap=True, markup=False)
-    seed_everything(cfg.train.seed)
+    prepare_process(cfg.train.seed)
     device = distributed.resolve_device(cfg.train.device)
     world = distributed.setup(device)  # DDP only when torchrun set RANK
     device = distributed.rank_device(device, world)

@@ -146,7 +146,7 @@ def train_read(cfg: Config, fallback: bool = False, console: Console | None = No
                init: torch.nn.Module | None = None) -> dict:
     """train() for train.task = "read" (training/loop.py hands it over); same arguments."""
     console = console or Console(highlight=False, soft_wrap=True, markup=False)
-    loop.seed_everything(cfg.train.seed)
+    loop.prepare_process(cfg.train.seed)
     device = distributed.resolve_device(cfg.train.device)
     world = distributed.setup(device)
     if world.distributed:
