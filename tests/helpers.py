@@ -235,3 +235,23 @@ class Fixed(torch.nn.Module):
 def with_classes(predictor, classes: tuple[str, ...], top: int):
     """The predictor with other class names and a model that always answers class `top`."""
     return dataclasses.replace(predictor, classes=classes, model=Fixed(len(classes), top))
+
+
+def exported_probabilities(run: Path, fmt: str, digits: np.ndarray, folder: Path) -> torch.Tensor:
+    """Export `run` as `fmt` ("onnx" or "torchscript") into `folder`, read uint8 [N, 28, 28]
+    `digits` with the file alone, and return its probabilities at the run's temperature: what
+    the Predictor's own probabilities must match. Skips when ONNX's extras are missing."""
+    from digitlab.inference.export import export
+    from digitlab.inference.predictor import Predictor
+
+    if fmt == "onnx":
+        pytest.importorskip("onnx", reason="ONNX export needs the export extra")
+        ort = pytest.importorskip("onnxruntime", reason="parity needs onnxruntime")
+    out = export(run, fmt, folder / f"model.{fmt}")
+    pixels = digits.astype(np.float32)[:, None] / 255
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(out))
+        logits = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: pixels})[0])
+    else:
+        logits = torch.jit.load(str(out))(torch.from_numpy(pixels)).detach()
+    return (logits / Predictor.load(run, device="cpu").temperature).softmax(1)

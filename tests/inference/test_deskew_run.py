@@ -12,6 +12,7 @@ from digitlab.data import load_dataset
 from digitlab.data.deskew import deskew
 from digitlab.data.loader import normalize
 from digitlab.inference.predictor import Predictor
+from helpers import exported_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +71,6 @@ def test_the_test_split_is_evaluated_deskewed(deskew_run, raw_digits):
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_deskews_inside_the_file(fmt, deskew_run, raw_digits, tmp_path):
-    from digitlab.inference.export import export
-
-    if fmt == "onnx":
-        pytest.importorskip("onnx", reason="ONNX export needs the export extra")
-        ort = pytest.importorskip("onnxruntime", reason="parity needs onnxruntime")
-    out = export(deskew_run, fmt, tmp_path / f"model.{fmt}")
-    predictor = Predictor.load(deskew_run, device="cpu")
-    pixels = raw_digits.astype(np.float32)[:, None] / 255
-    if fmt == "onnx":
-        session = ort.InferenceSession(str(out))
-        logits = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: pixels})[0])
-    else:
-        logits = torch.jit.load(str(out))(torch.from_numpy(pixels)).detach()
-    probs = (logits / predictor.temperature).softmax(1)
-    assert torch.allclose(probs, predictor.probabilities(raw_digits), atol=1e-5)
+    probs = exported_probabilities(deskew_run, fmt, raw_digits, tmp_path)
+    expected = Predictor.load(deskew_run, device="cpu").probabilities(raw_digits)
+    assert torch.allclose(probs, expected, atol=1e-5)

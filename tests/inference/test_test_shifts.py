@@ -15,6 +15,7 @@ from digitlab.data.loader import normalize
 from digitlab.errors import ConfigError
 from digitlab.inference.predictor import Predictor
 from digitlab.models.shifted import ShiftAveraged, with_test_shifts
+from helpers import exported_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +118,11 @@ def test_the_summary_reports_the_shifted_test_and_the_plain_one(shifted_run):
 
 def test_the_temperature_was_fitted_on_the_shifted_logits(shifted_run):
     from digitlab.training.calibration import fit_temperature
+    from digitlab.training.setup import training_splits
 
     cfg = Config.from_toml(shifted_run / "config.toml")
     predictor = Predictor.load(shifted_run, device="cpu")
     dataset = load_dataset(cfg.data)
-    from digitlab.training.setup import training_splits
-
     _train, val = training_splits(dataset, cfg)
     x = normalize(val.images, predictor.mean, predictor.std)
     with torch.no_grad():
@@ -132,18 +132,6 @@ def test_the_temperature_was_fitted_on_the_shifted_logits(shifted_run):
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_reads_five_positions_inside_the_file(fmt, shifted_run, raw_digits, tmp_path):
-    from digitlab.inference.export import export
-
-    if fmt == "onnx":
-        pytest.importorskip("onnx", reason="ONNX export needs the export extra")
-        ort = pytest.importorskip("onnxruntime", reason="parity needs onnxruntime")
-    out = export(shifted_run, fmt, tmp_path / f"model.{fmt}")
-    predictor = Predictor.load(shifted_run, device="cpu")
-    pixels = raw_digits.astype(np.float32)[:, None] / 255
-    if fmt == "onnx":
-        session = ort.InferenceSession(str(out))
-        logits = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: pixels})[0])
-    else:
-        logits = torch.jit.load(str(out))(torch.from_numpy(pixels)).detach()
-    probs = (logits / predictor.temperature).softmax(1)
-    assert torch.allclose(probs, predictor.probabilities(raw_digits), atol=1e-5)
+    probs = exported_probabilities(shifted_run, fmt, raw_digits, tmp_path)
+    expected = Predictor.load(shifted_run, device="cpu").probabilities(raw_digits)
+    assert torch.allclose(probs, expected, atol=1e-5)
