@@ -553,16 +553,18 @@ def test_layer_sizes_are_bounded(sets, pattern):
     ModelConfig(name="mlp", hidden=(3,), batchnorm=True),
     ModelConfig(name="cnn", channels=(4, 8, 6), kernel_size=5),
     ModelConfig(name="resnet", channels=(8, 16)),
-], ids=["mlp", "mlp-bn", "cnn", "resnet"])
+    ModelConfig(name="smallcnn", channels=(6, 10), hidden=(12, 7)),
+], ids=["mlp", "mlp-bn", "cnn", "resnet", "smallcnn"])
 def test_parameter_estimates_match_the_models(model):
     """The memory a refusal quotes is the model's: exact for mlp and cnn, near for resnet."""
     real = sum(p.numel() for p in build_model(model, 10).parameters())
     if model.name == "mlp":
         assert abs(mlp_parameters(model.hidden) - real) <= 2 * sum(model.hidden)  # bias vs bn
-    elif model.name == "cnn":
-        assert conv_parameters("cnn", model.channels, model.kernel_size) == real
+    elif model.name in ("cnn", "smallcnn"):
+        assert conv_parameters(model.name, model.channels, model.kernel_size,
+                               model.hidden) == real
     else:
-        assert 0.9 * real <= conv_parameters("resnet", model.channels, 3) <= 1.1 * real
+        assert 0.9 * real <= conv_parameters("resnet", model.channels, 3, ()) <= 1.1 * real
 
 
 # ---------------------------------------------------------------- loss.teacher

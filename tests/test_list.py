@@ -14,7 +14,7 @@ EXPECTED = {
     "activations": "relu rrelu leakyrelu prelu softplus elu celu selu gelu relu6 sigmoid tanh "
                    "softsign hardtanh threshold tanhshrink softshrink hardshrink logsigmoid "
                    "softmin softmax logsoftmax silu mish hardswish",
-    "models": "seed-mlp mlp lenet5 cnn resnet",
+    "models": "seed-mlp mlp lenet5 cnn smallcnn resnet",
     "losses": "cross-entropy nll bce mse l1 smooth-l1 kl-div multi-margin focal",
     "optimizers": "sgd adam adamw rmsprop adagrad adadelta adamax rprop asgd nadam radam lbfgs "
                   "sparse-adam",

@@ -257,3 +257,17 @@ def test_plotting_keeps_a_backend_the_user_chose():
            "print(matplotlib.get_backend())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().lower() == "agg"  # the CLI: no display needed
+
+
+@pytest.mark.parametrize("epochs,warmup,title", [
+    (1, 0, "sched.name = cosine: 1 epoch x 10 steps"),
+    (3, 1, "sched.name = cosine, warmup 1 epoch: 3 epochs x 10 steps"),
+])
+def test_schedule_title_counts_epochs(tmp_path, monkeypatch, epochs, warmup, title):
+    """A one-epoch run's schedule said "1 epochs"."""
+    saved = {}
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: saved.update(fig=fig))
+    cfg = apply_overrides(Config(), {"sched.name": "cosine", "train.epochs": epochs,
+                                     "sched.warmup_epochs": warmup})
+    figures.schedule(cfg, 10, tmp_path / "s.png")
+    assert saved["fig"].axes[0].get_title() == title

@@ -67,6 +67,46 @@ def test_cnn_batchnorm_and_dropout():
     assert any(m.p == 0.25 for m in layers_of(model, nn.Dropout))
 
 
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_smallcnn_is_the_public_small_cnn(batchnorm):
+    """conv 5x5 -> pool -> relu -> conv 3x3 -> pool -> relu -> hidden linear layers -> head,
+    unpadded; fast99's 16-32-256 and the public 24-32-256 are the same family."""
+    model = build_model(ModelConfig(name="smallcnn", channels=(24, 32), hidden=(256,),
+                                    batchnorm=batchnorm, dropout=0.1), 10)
+    kinds = [type(m).__name__ for m in model if not isinstance(m, nn.Identity)]
+    norm = ["BatchNorm2d"] if batchnorm else []
+    assert kinds == ["Conv2d", *norm, "MaxPool2d", "ReLU", "Conv2d", *norm, "MaxPool2d", "ReLU",
+                     "Flatten", "Linear", "ReLU", "Dropout", "Linear"]
+    convs = layers_of(model, nn.Conv2d)
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.padding) for m in convs] == [
+        (1, 24, (5, 5), (0, 0)), (24, 32, (3, 3), (0, 0))]
+    assert all((m.bias is None) == batchnorm for m in convs)
+    linears = layers_of(model, nn.Linear)
+    assert [(m.in_features, m.out_features) for m in linears] == [(800, 256), (256, 10)]
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    if not batchnorm:
+        # conv1 624 + conv2 6,944 + linear 205,056 + head 2,570
+        assert sum(p.numel() for p in model.parameters()) == 215_194
+
+
+def test_smallcnn_pool_before_relu_is_relu_before_pool():
+    """The cheaper order gives the same numbers for max pooling and ReLU."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="smallcnn", channels=(4, 6), hidden=(8,)), 10)
+    images = torch.randn(5, 1, 28, 28)
+    conv1, _, pool1, relu1, conv2, _, pool2, relu2 = list(model)[:8]
+    swapped = pool2(relu2(conv2(pool1(relu1(conv1(images))))))
+    assert torch.equal(relu2(pool2(conv2(relu1(pool1(conv1(images)))))), swapped)
+    assert torch.equal(model(images), model[8:](swapped))
+
+
+def test_smallcnn_needs_two_widths():
+    from digitlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="two widths for smallcnn"):
+        ModelConfig(name="smallcnn", channels=(8, 16, 32))
+
+
 def test_lenet5_is_the_paper_shape():
     model = build_model(ModelConfig(name="lenet5"), 10)
     convs = layers_of(model, nn.Conv2d)

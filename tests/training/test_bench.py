@@ -79,3 +79,36 @@ def test_bench_table_shows_the_figures(capsys):
 def test_bench_unknown_part(capsys):
     assert main(["bench", "--parts", "seed,speed"]) == 2
     assert "speed" in capsys.readouterr().err
+
+
+def test_small_cnn_reference_learns_and_repeats():
+    """The plain-loop reference fast99 is timed against: the public model, trained on the
+    split it is given, the same result for the same seed."""
+    from digitlab.training.bench import SMALL_CNN, run_small_cnn, small_cnn_runs
+
+    assert (SMALL_CNN.name, SMALL_CNN.channels, SMALL_CNN.hidden) == ("smallcnn", (24, 32),
+                                                                      (256,))
+    dataset = SOURCES.get("synthetic")(DataConfig(name="synthetic"))
+    started = time.perf_counter()
+    first = run_small_cnn(dataset, 0, 0.1307, 0.3081)
+    wall = time.perf_counter() - started
+    assert 0 < first["train_seconds"] < wall
+    assert first["test_accuracy"] > 0.5  # one epoch of easy synthetic digits: far above chance
+    assert run_small_cnn(dataset, 0, 0.1307, 0.3081)["test_accuracy"] == first["test_accuracy"]
+    both = small_cnn_runs(dataset, [0, 1], 0.1307, 0.3081)
+    accuracies = [r["test_accuracy"] for r in both["runs"]]
+    assert both["accuracy"] == {"mean": sum(accuracies) / 2, "min": min(accuracies),
+                                "max": max(accuracies)}
+    assert [r["seed"] for r in both["runs"]] == [0, 1]
+
+
+def test_fast99_line_is_the_ratio_of_mean_times():
+    from digitlab.inference.bench import against_small_cnn
+
+    fast99 = {"train_seconds": {"mean": 2.4}, "accuracy": {"mean": 0.992}}
+    small = {"train_seconds": {"mean": 4.8}, "accuracy": {"mean": 0.99, "min": 0.9895,
+                                                          "max": 0.9905}}
+    line = against_small_cnn(fast99, small)
+    assert line == ("fast99 against the public small CNN (plain loop, 1 epoch): 2.40 s vs 4.80 s "
+                    "of training, 0.50x (goal: <= 0.85x); test accuracy 99.20% vs 99.00% "
+                    "(min 98.95, max 99.05)")

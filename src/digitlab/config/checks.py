@@ -101,9 +101,15 @@ def mlp_parameters(hidden: tuple[int, ...]) -> int:
     return sum((a + 1) * b for a, b in itertools.pairwise(widths))
 
 
-def conv_parameters(name: str, channels: tuple[int, ...], kernel_size: int) -> int:
-    """About the weights of "resnet" (3x3 convs, two blocks a stage) or else "cnn" (one
-    kernel_size conv a block, then a linear head); norm parameters are left out."""
+def conv_parameters(name: str, channels: tuple[int, ...], kernel_size: int,
+                    hidden: tuple[int, ...]) -> int:
+    """About the weights of "resnet" (3x3 convs, two blocks a stage), "smallcnn" (5x5 and 3x3
+    convs to a 5x5 map, then the hidden linear layers) or else "cnn" (one kernel_size conv a
+    block, then a linear head); norm parameters are left out."""
+    if name == "smallcnn" and len(channels) == 2:
+        widths = (channels[1] * 25, *hidden, ESTIMATE_CLASSES)
+        return (26 * channels[0] + (9 * channels[0] + 1) * channels[1]
+                + sum((a + 1) * b for a, b in itertools.pairwise(widths)))
     if name == "resnet":
         total, c_in = 9 * channels[0], channels[0]  # the stem
         for c_out in channels:

@@ -38,8 +38,8 @@ from digitlab.training.optim import OPTIMIZERS, SCHEDULERS
 class ModelConfig:
     name: str = "seed-mlp"  # architecture; see `digitlab list`
     activation: str = "relu"  # hidden activation of every model; see `digitlab list`
-    hidden: tuple[int, ...] = (128, 64)  # "mlp": hidden layer widths; "crnn": hidden[0] per step
-    channels: tuple[int, ...] = (32, 64)  # "cnn", "crnn": conv block widths; "resnet": stage widths
+    hidden: tuple[int, ...] = (128, 64)  # "mlp", "smallcnn": hidden widths; "crnn": hidden[0]
+    channels: tuple[int, ...] = (32, 64)  # "cnn", "smallcnn", "crnn": conv widths; "resnet": stages
     kernel_size: int = 3  # "cnn": convolution kernel (odd)
     pool: str = "max"  # "cnn": "max" or "avg" 2x2 pooling
     dropout: float = 0.0  # drop probability before the classifier (and after each mlp layer)
@@ -74,9 +74,11 @@ class ModelConfig:
         check(1 <= len(self.channels) <= 4, "model.channels", N_("1 to 4 widths from 1 to 4096"),
                self.channels)
         check_weights("model.channels", self.channels,
-                       conv_parameters(self.name, self.channels, self.kernel_size))
+                       conv_parameters(self.name, self.channels, self.kernel_size, self.hidden))
         check(all(1 <= c <= MAX_CHANNELS for c in self.channels), "model.channels",
                N_("1 to 4 widths from 1 to 4096"), self.channels)
+        check(self.name != "smallcnn" or len(self.channels) == 2, "model.channels",
+               N_("two widths for smallcnn (its 5x5 and 3x3 convolutions)"), self.channels)
         check_choice(self, "model.pool", ("max", "avg"))
         check(0.0 <= self.dropout < 1.0, "model.dropout", N_("in [0, 1)"), self.dropout)
         check_choice(self, "model.init", INIT_SCHEMES)

@@ -27,6 +27,7 @@ from digitlab.training.bench import (
     preset_runs,
     run_digitlab,
     run_tutorial,
+    small_cnn_runs,
 )
 
 
@@ -73,6 +74,10 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
         result.update(tutorial=tutorial, digitlab=ours,
                       speedup=tutorial["train_seconds"] / ours["train_seconds"])
     if "presets" in parts:
+        console.print(_("the public small CNN, plain loop, 1 epoch: {seeds} seeds ...").format(
+            seeds=seeds))
+        result["small_cnn"] = small_cnn_runs(data, [seed + i for i in range(seeds)],
+                                             cfg.data.mean, cfg.data.std)
         result["presets"] = []
         for name, target in (("fast99", 0.99), ("best", 0.995)):
             console.print(_("preset {preset}: {seeds} seeds ...").format(preset=name,
@@ -99,6 +104,19 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
         return result
     print_result(console, result, len(data.train), data.title)
     return result
+
+
+def against_small_cnn(fast99: dict, small: dict) -> str:
+    """fast99 beside the public small CNN's plain loop, timed in the same process."""
+    ratio = fast99["train_seconds"]["mean"] / small["train_seconds"]["mean"]
+    return _("fast99 against the public small CNN (plain loop, 1 epoch): {seconds:.2f} s vs "
+             "{small_seconds:.2f} s of training, {ratio:.2f}x (goal: <= 0.85x); test accuracy "
+             "{accuracy:.2f}% vs {small_accuracy:.2f}% (min {small_min:.2f}, max "
+             "{small_max:.2f})").format(
+        seconds=fast99["train_seconds"]["mean"], small_seconds=small["train_seconds"]["mean"],
+        ratio=ratio, accuracy=100 * fast99["accuracy"]["mean"],
+        small_accuracy=100 * small["accuracy"]["mean"], small_min=100 * small["accuracy"]["min"],
+        small_max=100 * small["accuracy"]["max"])
 
 
 def print_result(console: Console, result: dict, train_size: int, dataset_title: str) -> None:
@@ -130,6 +148,8 @@ def print_result(console: Console, result: dict, train_size: int, dataset_title:
             min_accuracy=100 * acc["min"], max_accuracy=100 * acc["max"],
             mean_seconds=secs["mean"], min_seconds=secs["min"], max_seconds=secs["max"],
             target=100 * preset["target"], time_to_target=to_target))
+        if preset["preset"] == "fast99" and "small_cnn" in result:
+            console.print(against_small_cnn(preset, result["small_cnn"]))
     if "predict" in result:
         p = result["predict"]
         console.print(_("predict: {batch_rate:,.0f} images/s in batches of 1000, "

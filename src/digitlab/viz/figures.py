@@ -141,6 +141,10 @@ def loss_figure(z: torch.Tensor | None = None):
     return fig
 
 
+def epochs(n: int) -> str:
+    return "1 epoch" if n == 1 else f"{n} epochs"
+
+
 def schedule(cfg: Config, steps_per_epoch: int, path: Path) -> Path:
     """The learning rate at every optimizer step of the configured run, before training."""
     from digitlab.training.optim import OPTIMIZERS, Schedule, param_groups
@@ -162,8 +166,8 @@ def schedule(cfg: Config, steps_per_epoch: int, path: Path) -> Path:
     ax.plot(range(len(lrs)), lrs)
     for epoch in range(1, cfg.train.epochs):
         ax.axvline(epoch * per_epoch, color="gray", linewidth=0.4)
-    warm = f", warmup {cfg.sched.warmup_epochs} epochs" if cfg.sched.warmup_epochs else ""
-    ax.set_title(f"sched.name = {cfg.sched.name}{warm}: {cfg.train.epochs} epochs x "
+    warm = f", warmup {epochs(cfg.sched.warmup_epochs)}" if cfg.sched.warmup_epochs else ""
+    ax.set_title(f"sched.name = {cfg.sched.name}{warm}: {epochs(cfg.train.epochs)} x "
                  f"{per_epoch} steps")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
