@@ -17,7 +17,13 @@ from rich.console import Console
 from digitlab.config import build_config
 from digitlab.training import loop
 from digitlab.training.guards import Guard
-from digitlab.training.progress import make_progress, metrics_text, running_metrics
+from digitlab.training.progress import (
+    BAR_EVERY,
+    BatchBar,
+    make_progress,
+    metrics_text,
+    running_metrics,
+)
 from digitlab.training.step import EpochTotals, TrainStep
 
 BASE = ["data.name=digits", "train.device=cpu", "model.name=mlp", "model.hidden=[16]",
@@ -160,17 +166,37 @@ def test_progress_is_off_outside_a_terminal():
         assert progress.disable
 
 
-def test_progress_fields_are_read_only_on_the_synced_batches(tmp_path, monkeypatch):
-    """As on a GPU: the loop syncs every train.log_interval batches, and only then reads the
-    running totals."""
+@pytest.mark.parametrize("log_interval,every", [(5, 35), (1, BAR_EVERY), (40, 40)])
+def test_progress_fields_are_read_only_on_the_synced_batches(tmp_path, monkeypatch,
+                                                              log_interval, every):
+    """As on a GPU: the loop syncs every train.log_interval batches, and the bar reads the
+    running totals only on some of those (about every BAR_EVERY batches) and after the last.
+    Before, it read them on every synced batch: every batch on a CPU."""
     monkeypatch.setattr(Guard, "interval", staticmethod(lambda device, world, every: every))
     calls = []
     real_running = EpochTotals.running
     monkeypatch.setattr(EpochTotals, "running",
                         lambda self: calls.append(self.seen) or real_running(self))
     out = tmp_path / "run"
-    run(out, "train.epochs=1", "train.log_interval=4", "data.batch_size=32")
+    run(out, "train.epochs=1", f"train.log_interval={log_interval}", "data.batch_size=8")
     batches = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["batches"]
-    assert batches > 8
-    assert len(calls) == math.ceil(batches / 4)
-    assert calls[:2] == [32, 5 * 32]  # after batch 0 and batch 4
+    assert batches > 2 * every
+    read_after = sorted({*range(0, batches, every), batches - 1})  # 0-based batch indices
+    assert [seen // 8 - 1 for seen in calls[:-1]] == read_after[:-1]
+    assert calls[-1] > calls[-2]  # the last batch (it may be a partial one)
+
+
+def test_batch_bar_moves_to_the_batch_done():
+    console = Console(record=True, force_terminal=True, width=160)
+    totals = EpochTotals(torch.device("cpu"))
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    with make_progress(console) as progress:
+        bar = BatchBar(progress, 70, 1)
+        bar.start(0, 70)
+        for batch in range(40):
+            totals.add(torch.tensor([[1.0, 0.0]]), torch.tensor([0]), torch.tensor(0.5))
+            bar(batch, totals, optimizer)
+        assert progress.tasks[bar.task].completed == 33  # moved after batches 0 and 32
+        bar(69, totals, optimizer)
+        assert progress.tasks[bar.task].completed == 70  # the last one
+        assert progress.tasks[bar.task].description == "epoch 1"

@@ -29,7 +29,7 @@ from digitlab.data import Dataset, make_loader
 from digitlab.data.augment import Augment
 from digitlab.data.balance import balancing_weights, epoch_balance
 from digitlab.data.loader import epoch_batches
-from digitlab.i18n import _, ngettext
+from digitlab.i18n import ngettext
 from digitlab.io import write_json
 from digitlab.models.shifted import with_test_shifts
 from digitlab.training import distributed, read_loop, setup
@@ -46,7 +46,7 @@ from digitlab.training.guards import Guard
 from digitlab.training.heap import tune_heap
 from digitlab.training.losses import Criterion
 from digitlab.training.optim import OPTIMIZERS, Schedule, current_lr, param_groups
-from digitlab.training.progress import RunLog, header, make_progress, running_metrics
+from digitlab.training.progress import BatchBar, RunLog, header, make_progress
 from digitlab.training.rundir import claim_run_dir, new_state, restore_run
 from digitlab.training.setup import check_runtime, load_data, load_teacher, training_splits
 from digitlab.training.step import EpochTotals, TrainStep, make_autocast
@@ -115,8 +115,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
                                       cfg.data.mean, cfg.data.std, shuffle=False)
                     for name, split in (("val", val), ("test", dataset.test)) if split}
     epochs = cfg.train.epochs
-    # balanced epochs first, then data.balance_finetune_epochs at the true class frequencies;
-    # lecun epochs differ in length from the others
+    # balanced epochs, then data.balance_finetune_epochs unbalanced; lecun's differ in length
     balances = [epoch_balance(cfg.data.balance, epoch, epochs, cfg.data.balance_finetune_epochs)
                 for epoch in range(epochs)]
     batches_per_epoch = [epoch_batches(train_split.labels, cfg.data.batch_size, balance,
@@ -158,15 +157,14 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
         stopped = False
         with make_progress(console) as progress:
             epoch_bar = progress.add_task("epochs", total=epochs, completed=state["epoch"])
-            batch_bar = progress.add_task("batches", total=batches_per_epoch[0])
+            batch_bar = BatchBar(progress, batches_per_epoch[0], check_every)
             for epoch in range(state["epoch"], epochs):
                 num_batches = batches_per_epoch[epoch]
                 train_loader.set_epoch(epoch, balances[epoch])
                 step.start_epoch(num_batches, balanced=balances[epoch] != "none",
                                  rank_weights=train_loader.rank_weights())
                 model.train()
-                progress.reset(batch_bar, total=num_batches,
-                               description=_("epoch {epoch}").format(epoch=epoch + 1))
+                batch_bar.start(epoch, num_batches)
                 totals, started = EpochTotals(device), time.perf_counter()
                 for batch, (images, labels) in enumerate(train_loader):
                     logits, loss = step(images, labels, batch, state["batches"])
@@ -176,8 +174,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
                     if batch % check_every == 0:  # a host sync: only on the steps checked
                         log.batch(epoch, batch, num_batches,
                                   guard.batch(loss, logits, epoch, batch))
-                        progress.update(batch_bar, metrics=running_metrics(totals, optimizer))
-                    progress.advance(batch_bar)
+                    batch_bar(batch, totals, optimizer)  # every few batches: Python work
                 seconds = elapsed(started, device)
 
                 # ---- end of epoch: evaluate; only good weights are checkpointed; log -------

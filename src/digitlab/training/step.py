@@ -61,7 +61,8 @@ class TrainStep:
             return self._lbfgs_step(forward_and_loss)
         logits, loss = forward_and_loss()
         rank_weight = self.rank_weights[batch] if self.rank_weights is not None else 1.0
-        self.scaler.scale(loss / (self.cfg.accum_steps / rank_weight)).backward()  # one op
+        share = self.cfg.accum_steps / rank_weight
+        self.scaler.scale(loss / share if share != 1 else loss).backward()  # x / 1 is x
         if (batch + 1) % self.cfg.accum_steps == 0 or batch + 1 == self.num_batches:
             self._optimizer_step()
         return logits, loss
@@ -105,7 +106,7 @@ class EpochTotals:
         self.seen = 0
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
-        self.loss_sum += loss.detach().float() * len(labels)
+        self.loss_sum.add_(loss.detach().float(), alpha=len(labels))  # one op, nothing new
         self.correct += (logits.detach().argmax(dim=1) == labels).sum()
         self.seen += len(labels)
 
