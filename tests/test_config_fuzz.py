@@ -55,6 +55,7 @@ CHOICES = {
     "data.balance": ("none", "weights", "sampler", "lecun"), "model.pool": ("max", "avg"),
     "model.gelu_approximate": ("none", "tanh"), "optim.line_search": ("strong_wolfe", "none"),
     "train.amp": ("off", "bf16", "fp16"), "train.mode": ("auto", "min", "max"),
+    "train.cuda_graphs": ("auto", True, False, "AUTO", "on"),
     "train.monitor": ("val_loss", "val_accuracy", "test_loss", "test_accuracy"),
     "loss.teacher": ("", "nowhere", ".", "TEACHER"),  # TEACHER: a trained run (digits_run)
 }
@@ -142,7 +143,7 @@ def for_type(key: str, typ: object):
         plausible = st.sampled_from(CHOICES[key])
     else:
         plausible = near(DEFAULTS.get(key), typ)
-    return mostly(plausible, HOSTILE[typ], WRONG_TYPE)
+    return mostly(plausible, HOSTILE.get(typ, WRONG_TYPE), WRONG_TYPE)
 
 
 def values_for(keys: list[str]):

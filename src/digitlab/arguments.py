@@ -241,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "read (whole numbers: the segment method with the robust preset beside "
                         "the ctc method with the read preset); default: seed,predict,memory"))
     p.add_argument("--seeds", type=int, default=3, help=_("seeds per preset (default 3)"))
+    p.add_argument("--device", default="auto",
+                   help=_("where both pipelines and the presets train: auto (CUDA when there is "
+                          "one), cpu or cuda; on CUDA the seed part also times digitlab's loop "
+                          "without CUDA graphs"))
     p.add_argument("--runs", metavar="PRESET=RUN_DIR,...",
                    help=_("robustness and read: score these runs instead of training the "
                           "presets, e.g. seed=runs/a,best=runs/b,robust=runs/c,read=runs/d "

@@ -130,7 +130,7 @@ def cmd_bench(args) -> int:
     runs = parse_runs(args.runs, (*PRESETS, "read")) if args.runs is not None else {}
     run_bench(epochs=args.epochs, seed=args.seed, dataset=args.dataset,
               data_dir=args.data_dir, as_json=args.json, parts=parts, seeds=args.seeds,
-              runs=runs, sizes=sizes)
+              runs=runs, sizes=sizes, device=args.device)
     return 0
 
 

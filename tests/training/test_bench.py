@@ -19,6 +19,7 @@ from helpers import flat
 # Far above anything a CPU or GPU trains or predicts with the seed MLP: a rate above it means
 # a broken clock or a wrong count, not a fast machine.
 IMPOSSIBLE_RATE = 1e8  # images/s
+CPU = torch.device("cpu")
 
 
 def split_sizes(name: str) -> tuple[int, int]:
@@ -84,21 +85,20 @@ def test_bench_unknown_part(capsys):
 def test_small_cnn_reference_learns_and_repeats():
     """The plain-loop reference fast99 is timed against: the public model, trained on the
     split it is given, the same result for the same seed."""
-    from digitlab.training.bench import SMALL_CNN, run_small_cnn, small_cnn_runs
+    from digitlab.training.bench import SMALL_CNN, run_small_cnn, small_cnn_runs, spread
 
     assert (SMALL_CNN.name, SMALL_CNN.channels, SMALL_CNN.hidden) == ("smallcnn", (24, 32),
                                                                       (256,))
     dataset = SOURCES.get("synthetic")(DataConfig(name="synthetic"))
     started = time.perf_counter()
-    first = run_small_cnn(dataset, 0, 0.1307, 0.3081)
+    first = run_small_cnn(dataset, 0, 0.1307, 0.3081, CPU)
     wall = time.perf_counter() - started
     assert 0 < first["train_seconds"] < wall
     assert first["test_accuracy"] > 0.5  # one epoch of easy synthetic digits: far above chance
-    assert run_small_cnn(dataset, 0, 0.1307, 0.3081)["test_accuracy"] == first["test_accuracy"]
-    both = small_cnn_runs(dataset, [0, 1], 0.1307, 0.3081)
+    assert run_small_cnn(dataset, 0, 0.1307, 0.3081, CPU)["test_accuracy"] == first["test_accuracy"]
+    both = small_cnn_runs(dataset, [0, 1], 0.1307, 0.3081, CPU)
     accuracies = [r["test_accuracy"] for r in both["runs"]]
-    assert both["accuracy"] == {"mean": sum(accuracies) / 2, "min": min(accuracies),
-                                "max": max(accuracies)}
+    assert both["accuracy"] == spread(accuracies)
     assert [r["seed"] for r in both["runs"]] == [0, 1]
 
 
@@ -112,3 +112,18 @@ def test_fast99_line_is_the_ratio_of_mean_times():
     assert line == ("fast99 against the public small CNN (plain loop, 1 epoch): 2.40 s vs 4.80 s "
                     "of training, 0.50x (goal: <= 0.85x); test accuracy 99.20% vs 99.00% "
                     "(min 98.95, max 99.05)")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where CUDA is absent")
+def test_bench_on_a_missing_gpu_is_refused(capsys):
+    assert main(["bench", "--device", "cuda", "--dataset", "synthetic", "--parts", "seed"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available here" in err and len(err.strip().splitlines()) == 1
+
+
+def test_spread_has_the_sample_std():
+    from digitlab.training.bench import spread
+
+    assert spread([0.99, 0.991, 0.992]) == pytest.approx(
+        {"mean": 0.991, "min": 0.99, "max": 0.992, "std": 0.001})
+    assert spread([2.5])["std"] == 0.0

@@ -50,6 +50,11 @@ def _coerce(key: str, value: object, typ: object) -> object:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         raise ConfigError(_("{key} must be a number, got {value!r}").format(key=key, value=value))
+    if typ == (str | bool):  # "auto" or a switch (train.cuda_graphs)
+        if isinstance(value, (str, bool)):
+            return value
+        raise ConfigError(_("{key} must be \"auto\", true or false, got {value!r}").format(
+            key=key, value=value))
     if typ is str:
         if isinstance(value, str):
             return value

@@ -24,6 +24,7 @@ from digitlab.config.checks import (
     check_weights,
     conv_parameters,
     mlp_parameters,
+    settle,
 )
 from digitlab.config.data import DataConfig
 from digitlab.errors import ConfigError
@@ -249,6 +250,7 @@ class TrainConfig:
     clip_value: float = 0.0  # clip each gradient element to +-this (0 = off)
     accum_steps: int = 1  # batches whose gradients add up before one optimizer step
     compile: bool = False  # torch.compile the model (pays off on GPUs; measure on CPUs)
+    cuda_graphs: str | bool = "auto"  # CUDA: replay each training step as one CUDA graph
     channels_last: bool = False  # convnets: NHWC memory layout, often faster convolutions
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on CUDA)
     early_stop_patience: int = 0  # stop after N epochs without improvement (0 = off)
@@ -273,6 +275,11 @@ class TrainConfig:
                                                                             self.device)
         check(ok, "train.device", N_("'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'"), self.device)
         check_choice(self, "train.amp", ("off", "bf16", "fp16"))
+        graphs = self.cuda_graphs
+        check(isinstance(graphs, bool) or (isinstance(graphs, str) and graphs.lower() == "auto"),
+              "train.cuda_graphs", N_('"auto", true or false'), graphs)
+        if isinstance(graphs, str):
+            settle(self, "train.cuda_graphs", "auto")
         check(self.clip_norm >= 0, "train.clip_norm", N_(">= 0 (0 = off)"), self.clip_norm)
         check(self.clip_value >= 0, "train.clip_value", N_(">= 0 (0 = off)"), self.clip_value)
         check(self.accum_steps >= 1, "train.accum_steps", N_("an integer >= 1"), self.accum_steps)

@@ -7,6 +7,7 @@ the robustness of the presets through the image path (`digitlab.inference.robust
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from digitlab.training.bench import (
     run_tutorial,
     small_cnn_runs,
 )
+from digitlab.training.distributed import resolve_device
 
 
 def predict_throughput(images: torch.Tensor, single: int = 300) -> dict:
@@ -52,12 +54,14 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
               data_dir: str | None = None, as_json: bool = False,
               parts: tuple[str, ...] = ("seed",), seeds: int = 3,
               runs: dict[str, Path] | None = None,
-              sizes: robustness.Sizes | None = None) -> dict:
+              sizes: robustness.Sizes | None = None, device: str = "auto") -> dict:
     """The parts asked for, printed as a report (or as JSON); the results as a dict.
     robustness and read: `runs` gives run directories to reuse by preset; `sizes` the
     robustness sets' sizes."""
-    shortcuts = {"epochs": epochs, "seed": seed, "dataset": dataset, "data_dir": data_dir}
+    shortcuts = {"epochs": epochs, "seed": seed, "dataset": dataset, "data_dir": data_dir,
+                 "device": device}
     cfg, _sources = build_config(None, [], shortcuts)
+    on = resolve_device(device)  # a missing CUDA is refused here, before any work
     console = Console(highlight=False, soft_wrap=True, markup=False, quiet=as_json)
     data = load_dataset(cfg.data)
     console.print(ngettext("bench: seed recipe, {dataset}, {epochs} epoch, seed {seed}",
@@ -73,17 +77,21 @@ def run_bench(epochs: int = 5, seed: int = 42, dataset: str = "mnist",
         ours = run_digitlab(cfg)
         result.update(tutorial=tutorial, digitlab=ours,
                       speedup=tutorial["train_seconds"] / ours["train_seconds"])
+        if on.type == "cuda":  # the same loop without graphs, beside it
+            console.print(_("seed recipe: digitlab's pipeline, eager (no CUDA graphs) ..."))
+            result["digitlab_eager"] = run_digitlab(replace(cfg, train=replace(
+                cfg.train, cuda_graphs=False)))
     if "presets" in parts:
         console.print(_("the public small CNN, plain loop, 1 epoch: {seeds} seeds ...").format(
             seeds=seeds))
         result["small_cnn"] = small_cnn_runs(data, [seed + i for i in range(seeds)],
-                                             cfg.data.mean, cfg.data.std)
+                                             cfg.data.mean, cfg.data.std, on)
         result["presets"] = []
         for name, target in (("fast99", 0.99), ("best", 0.995)):
             console.print(_("preset {preset}: {seeds} seeds ...").format(preset=name,
                                                                           seeds=seeds))
             result["presets"].append(preset_runs(name, [seed + i for i in range(seeds)],
-                                                 data_dir, target))
+                                                 data_dir, target, device))
     if "predict" in parts:
         console.print(_("predict throughput (seed MLP, CPU) ..."))
         result["predict"] = predict_throughput(data.test.images)
@@ -119,16 +127,27 @@ def against_small_cnn(fast99: dict, small: dict) -> str:
         small_max=100 * small["accuracy"]["max"])
 
 
+def pipeline_name(name: str, row: dict) -> str:
+    """A row of the seed table: on CUDA, digitlab's loop without and with graphs."""
+    if name == "digitlab_eager":
+        return _("digitlab, eager")
+    if name == "digitlab" and row.get("cuda_graphs", {}).get("used"):
+        return _("digitlab, CUDA graphs")
+    return name
+
+
 def print_result(console: Console, result: dict, train_size: int, dataset_title: str) -> None:
     if "tutorial" in result:
         table = Table(title=_("seed recipe: training loop, same model and recipe"))
         table.add_column(_("pipeline"), justify="left")
         for column in (_("train loop (s)"), _("samples/s"), _("test accuracy")):
             table.add_column(column, justify="right")
-        for name in ("tutorial", "digitlab"):
+        for name in ("tutorial", "digitlab_eager", "digitlab"):
+            if name not in result:
+                continue
             row = result[name]
             rate = result["epochs"] * train_size / row["train_seconds"]
-            table.add_row(name, f"{row['train_seconds']:.2f}", f"{rate:,.0f}",
+            table.add_row(pipeline_name(name, row), f"{row['train_seconds']:.2f}", f"{rate:,.0f}",
                           f"{100 * row['test_accuracy']:.2f}%")
         console.print(table)
         # the 7x goal is for MNIST's 60,000 images; on small sets fixed costs dominate
@@ -141,13 +160,15 @@ def print_result(console: Console, result: dict, train_size: int, dataset_title:
         to_target = (_("not reached by every seed") if None in reached
                      else _("{seconds:.1f} s mean").format(seconds=sum(reached) / len(reached)))
         console.print(_("preset {preset}: test accuracy {mean_accuracy:.2f}% "
-                        "(min {min_accuracy:.2f}, max {max_accuracy:.2f}) in "
-                        "{mean_seconds:.1f} s (min {min_seconds:.1f}, max {max_seconds:.1f}); "
-                        "time to {target:.1f}%: {time_to_target}").format(
+                        "(min {min_accuracy:.2f}, max {max_accuracy:.2f}, std "
+                        "{std_accuracy:.2f}) in {mean_seconds:.2f} s (min {min_seconds:.2f}, "
+                        "max {max_seconds:.2f}, std {std_seconds:.2f}); time to "
+                        "{target:.1f}%: {time_to_target}").format(
             preset=preset["preset"], mean_accuracy=100 * acc["mean"],
             min_accuracy=100 * acc["min"], max_accuracy=100 * acc["max"],
-            mean_seconds=secs["mean"], min_seconds=secs["min"], max_seconds=secs["max"],
-            target=100 * preset["target"], time_to_target=to_target))
+            std_accuracy=100 * acc["std"], mean_seconds=secs["mean"], min_seconds=secs["min"],
+            max_seconds=secs["max"], std_seconds=secs["std"], target=100 * preset["target"],
+            time_to_target=to_target))
         if preset["preset"] == "fast99" and "small_cnn" in result:
             console.print(against_small_cnn(preset, result["small_cnn"]))
     if "predict" in result:

@@ -8,6 +8,7 @@ Both sides time the training epochs only, and both then report test accuracy.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import tempfile
@@ -26,6 +27,7 @@ from digitlab.i18n import _
 from digitlab.io import read_jsonl
 from digitlab.models import build_model
 from digitlab.models.seed_mlp import SeedMLP
+from digitlab.training.distributed import resolve_device
 from digitlab.training.heap import tune_heap
 
 
@@ -75,7 +77,7 @@ def run_tutorial(dataset: Dataset, cfg: Config) -> dict:
                                                 cfg.data.std)
         train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, shuffle=True)
         test_loader = DataLoader(test_set, batch_size=cfg.data.test_batch_size, shuffle=False)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(cfg.train.device)
         model = SeedMLP(len(dataset.classes)).to(device)
         criterion = torch.nn.CrossEntropyLoss()
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
@@ -91,6 +93,8 @@ def run_tutorial(dataset: Dataset, cfg: Config) -> dict:
                 loss.backward()
                 optimizer.step()
                 running_loss += loss.item()
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the queued kernels belong to the training time
         seconds = time.perf_counter() - started
 
         model.eval()
@@ -109,7 +113,8 @@ def run_digitlab(cfg: Config) -> dict:
     with tempfile.TemporaryDirectory() as out:
         cfg = replace(cfg, train=replace(cfg.train, out=str(Path(out) / "run")))
         summary = train(cfg, console=Console(quiet=True))
-    return {"train_seconds": summary["train_seconds"], "test_accuracy": summary["test_accuracy"]}
+    return {"train_seconds": summary["train_seconds"], "test_accuracy": summary["test_accuracy"],
+            "cuda_graphs": summary["cuda_graphs"]}
 
 
 # The public "99% in one epoch" small CNN: conv 1->24 (5x5), pool, relu, conv 24->32 (3x3), pool,
@@ -117,12 +122,12 @@ def run_digitlab(cfg: Config) -> dict:
 SMALL_CNN = ModelConfig(name="smallcnn", channels=(24, 32), hidden=(256,))
 
 
-def run_small_cnn(dataset: Dataset, seed: int, mean: float, std: float) -> dict:
+def run_small_cnn(dataset: Dataset, seed: int, mean: float, std: float,
+                  device: torch.device) -> dict:
     """That recipe in a plain eager loop (no digitlab machinery): the reference fast99 is timed
     against. The splits are standardized once, on the device, as digitlab's loader does."""
     import torch.nn.functional as F
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tune_heap()  # process-wide, as in every digitlab run of this process: the same conditions
 
     def standardized(split):
@@ -156,14 +161,18 @@ def run_small_cnn(dataset: Dataset, seed: int, mean: float, std: float) -> dict:
     return {"seed": seed, "train_seconds": seconds, "test_accuracy": correct / len(test)}
 
 
-def small_cnn_runs(dataset: Dataset, seeds: list[int], mean: float, std: float) -> dict:
-    runs = [run_small_cnn(dataset, seed, mean, std) for seed in seeds]
+def small_cnn_runs(dataset: Dataset, seeds: list[int], mean: float, std: float,
+                   device: torch.device) -> dict:
+    runs = [run_small_cnn(dataset, seed, mean, std, device) for seed in seeds]
     return {"runs": runs, "accuracy": spread([r["test_accuracy"] for r in runs]),
             "train_seconds": spread([r["train_seconds"] for r in runs])}
 
 
 def spread(values: list[float]) -> dict:
-    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values)}
+    """Mean, min, max and the sample standard deviation (0 for one value)."""
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
+    return {"mean": mean, "min": min(values), "max": max(values), "std": math.sqrt(var)}
 
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"  # the checkout's presets
@@ -178,22 +187,25 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def train_preset(name: str, seed: int, data_dir: str | None, out: Path) -> dict:
+def train_preset(name: str, seed: int, data_dir: str | None, out: Path,
+                 device: str = "auto") -> dict:
     """Train preset NAME once into the run directory `out`, quietly; train()'s summary."""
     from digitlab.training import train
 
-    cfg, _sources = build_config(preset_path(name), [], {"seed": seed, "data_dir": data_dir})
+    cfg, _sources = build_config(preset_path(name), [], {"seed": seed, "data_dir": data_dir,
+                                                          "device": device})
     cfg = replace(cfg, train=replace(cfg.train, out=str(out)))
     return train(cfg, console=Console(quiet=True))
 
 
-def preset_runs(name: str, seeds: list[int], data_dir: str | None, target: float) -> dict:
+def preset_runs(name: str, seeds: list[int], data_dir: str | None, target: float,
+                device: str = "auto") -> dict:
     """Train a preset once per seed; accuracy, time, and time until `target` test accuracy."""
     preset_path(name)  # before any training
     runs = []
     for seed in seeds:
         with tempfile.TemporaryDirectory() as out:
-            summary = train_preset(name, seed, data_dir, Path(out) / "run")
+            summary = train_preset(name, seed, data_dir, Path(out) / "run", device)
             history = read_jsonl(Path(out) / "run" / "metrics.jsonl")
         elapsed, reached = 0.0, None
         for record in history:

@@ -200,11 +200,20 @@ def restore_model(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path
         ) from None
 
 
+# How an optimizer runs, not what it learned: a resumed run keeps its own (a run saved with
+# CUDA graphs resumes on a CPU, where capturable kernels do not run, and the other way round).
+KERNEL_FLAGS = ("capturable", "fused", "foreach")
+
+
 def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
                       meta: dict) -> None:
     state = {int(pid): {name: _decode(value, tensors) for name, value in values.items()}
              for pid, values in meta["optimizer"]["state"].items()}
+    kernels = [{k: group[k] for k in KERNEL_FLAGS if k in group}
+               for group in optimizer.param_groups]
     optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+    for group, flags in zip(optimizer.param_groups, kernels, strict=True):
+        group.update(flags)
 
 
 def reported_checkpoint(source: str | Path) -> Path:

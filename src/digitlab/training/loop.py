@@ -32,7 +32,7 @@ from digitlab.data.loader import epoch_batches
 from digitlab.i18n import ngettext
 from digitlab.io import write_json
 from digitlab.models.shifted import with_test_shifts
-from digitlab.training import distributed, read_loop, setup
+from digitlab.training import distributed, graphs, read_loop, setup
 from digitlab.training.calibration import calibrate, calibration_line
 from digitlab.training.checkpoint import (
     load_checkpoint,
@@ -49,7 +49,7 @@ from digitlab.training.optim import OPTIMIZERS, Schedule, current_lr, param_grou
 from digitlab.training.progress import BatchBar, RunLog, header, make_progress
 from digitlab.training.rundir import claim_run_dir, new_state, restore_run
 from digitlab.training.setup import check_runtime, load_data, load_teacher, training_splits
-from digitlab.training.step import EpochTotals, TrainStep, make_autocast
+from digitlab.training.step import EpochTotals, make_autocast
 from digitlab.training.steplog import StepLog
 
 
@@ -141,7 +141,8 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.train.compile:
         model = torch.compile(model)
-    step = TrainStep(model, optimizer, schedule, scaler, autocast, criterion, cfg.train)
+    step = graphs.make_step(cfg, device, world.distributed, console, model, optimizer, schedule,
+                            scaler, criterion)  # eager, or replayed as CUDA graphs
 
     # ---- the run directory, locked until the run ends; resume -------------------------------
     with claim_run_dir(cfg, resume, world) as run_dir, deterministic(cfg.train.deterministic):
@@ -161,21 +162,20 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
             for epoch in range(state["epoch"], epochs):
                 num_batches = batches_per_epoch[epoch]
                 train_loader.set_epoch(epoch, balances[epoch])
-                step.start_epoch(num_batches, balanced=balances[epoch] != "none",
+                totals, started = EpochTotals(device), time.perf_counter()
+                step.start_epoch(num_batches, balances[epoch] != "none", totals,
                                  rank_weights=train_loader.rank_weights())
                 model.train()
                 batch_bar.start(epoch, num_batches)
-                totals, started = EpochTotals(device), time.perf_counter()
                 for batch, (images, labels) in enumerate(train_loader):
                     logits, loss = step(images, labels, batch, state["batches"])
                     state["batches"] += 1
-                    totals.add(logits, labels, loss)
                     steps(epoch, batch, loss, state["train_seconds"], started)  # every N steps
                     if batch % check_every == 0:  # a host sync: only on the steps checked
                         log.batch(epoch, batch, num_batches,
                                   guard.batch(loss, logits, epoch, batch))
                     batch_bar(batch, totals, optimizer)  # every few batches: Python work
-                seconds = elapsed(started, device)
+                seconds = elapsed(started, device) - step.pop_capture_seconds()
 
                 # ---- end of epoch: evaluate; only good weights are checkpointed; log -------
                 train_loss, train_accuracy, seen = totals.reduce(world)
@@ -214,7 +214,7 @@ def train(cfg: Config, fallback: bool = False, console: Console | None = None, r
             console.print(line)
         summary = summarize(state, test, stopped, cfg, dataset, notice, raw_model, device,
                             run_dir)
-        summary["calibration"] = calibration
+        summary.update(calibration=calibration, cuda_graphs=step.graphs)
         if world.main:
             write_json(run_dir / "summary.json", summary)
         log.close()

@@ -19,12 +19,13 @@ from digitlab.training.losses import Autocast, Criterion
 from digitlab.training.optim import Schedule, is_lbfgs
 
 
-def make_autocast(device: torch.device, amp: str) -> Autocast:
-    """train.amp as a context factory: bf16 or fp16 autocast, or nothing ("off")."""
+def make_autocast(device: torch.device, amp: str, cache: bool = True) -> Autocast:
+    """train.amp as a context factory: bf16 or fp16 autocast, or nothing ("off"). cache:
+    autocast's cache of weights cast in the context (off while a CUDA graph is captured)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     if dtype is None:
         return contextlib.nullcontext
-    return functools.partial(torch.autocast, device.type, dtype=dtype)
+    return functools.partial(torch.autocast, device.type, dtype=dtype, cache_enabled=cache)
 
 
 class TrainStep:
@@ -32,8 +33,12 @@ class TrainStep:
 
     batch: its index in this epoch; batches_done: batches trained before it in the whole run
     (the temperature schedule follows it). `start_epoch` says how long the epoch is, whether
-    its loss is class-balanced, and (DDP) each batch's rank weight.
+    its loss is class-balanced, (DDP) each batch's rank weight, and the EpochTotals every step
+    adds its loss and accuracy to. A CUDA run may replay the step as a graph instead
+    (training/graphs.py, GraphedStep).
     """
+
+    graphs = {"used": False, "reason": None}  # summary.json's "cuda_graphs" (a GraphedStep's)
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  schedule: Schedule, scaler: torch.amp.GradScaler, autocast: Autocast,
@@ -42,11 +47,17 @@ class TrainStep:
         self.autocast, self.criterion, self.cfg = autocast, criterion, cfg
         self.lbfgs = is_lbfgs(optimizer)
         self.num_batches, self.balanced, self.rank_weights = 0, True, None
+        self.totals: EpochTotals | None = None
         optimizer.zero_grad(set_to_none=True)
 
-    def start_epoch(self, num_batches: int, balanced: bool,
+    def start_epoch(self, num_batches: int, balanced: bool, totals: EpochTotals,
                     rank_weights: list[float] | None = None) -> None:
         self.num_batches, self.balanced, self.rank_weights = num_batches, balanced, rank_weights
+        self.totals = totals
+
+    def pop_capture_seconds(self) -> float:
+        """Seconds spent capturing graphs since the last call, kept out of the epoch's time."""
+        return 0.0
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, batch: int,
                  batches_done: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,13 +69,15 @@ class TrainStep:
                 return logits, self.criterion(logits, targets, batches_done, self.balanced)
 
         if self.lbfgs:
-            return self._lbfgs_step(forward_and_loss)
-        logits, loss = forward_and_loss()
-        rank_weight = self.rank_weights[batch] if self.rank_weights is not None else 1.0
-        share = self.cfg.accum_steps / rank_weight
-        self.scaler.scale(loss / share if share != 1 else loss).backward()  # x / 1 is x
-        if (batch + 1) % self.cfg.accum_steps == 0 or batch + 1 == self.num_batches:
-            self._optimizer_step()
+            logits, loss = self._lbfgs_step(forward_and_loss)
+        else:
+            logits, loss = forward_and_loss()
+            rank_weight = self.rank_weights[batch] if self.rank_weights is not None else 1.0
+            share = self.cfg.accum_steps / rank_weight
+            self.scaler.scale(loss / share if share != 1 else loss).backward()  # x / 1 is x
+            if (batch + 1) % self.cfg.accum_steps == 0 or batch + 1 == self.num_batches:
+                self._optimizer_step()
+        self.totals.add(logits, labels, loss)
         return logits, loss
 
     def _optimizer_step(self) -> None:
