@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 import warnings
 from pathlib import Path
 
@@ -63,13 +62,19 @@ def test_the_fitted_temperature_minimises_the_nll():
         assert nll(logits, labels, t * factor) >= best
 
 
-def test_fit_temperature_is_deterministic_and_fast():
+def test_fit_temperature_is_deterministic_and_bounded(monkeypatch):
+    """The work is a fixed number of passes over the logits (a bisection), whatever the
+    machine: counted, not timed (a timed check failed on a busy CI machine)."""
+    from digitlab.training.calibration import SEARCH_STEPS
+
     logits, labels = calibrated_logits(10_000, seed=2)
-    started = time.perf_counter()
+    passes = []
+    real_softmax = torch.Tensor.softmax
+    monkeypatch.setattr(torch.Tensor, "softmax",
+                        lambda self, *a, **k: passes.append(1) or real_softmax(self, *a, **k))
     first = fit_temperature(logits * 3, labels)
-    seconds = time.perf_counter() - started
+    assert 0 < len(passes) <= SEARCH_STEPS + 2
     assert fit_temperature(logits * 3, labels) == first
-    assert seconds < 1.0, f"fitting 10,000 samples took {seconds:.2f} s"
 
 
 def test_fit_temperature_edge_cases_stay_in_range():
