@@ -5,6 +5,9 @@ The graphed step itself runs only on CUDA: tests/training/test_gpu.py."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import importlib
 import io
 import json
 
@@ -180,3 +183,188 @@ def test_a_checkpoint_keeps_the_running_optimizers_kernels(tmp_path):
     assert (group["capturable"], group["fused"]) == (False, True)
     model(torch.randn(4, 1, 28, 28)).sum().backward()
     resumed.step()  # before the fix: capturable=True on CPU parameters raised here
+
+
+# ---- the graphed step, run on a CPU with CUDA's graph calls emulated -------------------------
+# A CUDA graph records a step's kernels without running them and replays them later, reading
+# the same memory. The emulation: a capture runs the step and then undoes it (weights,
+# optimizer state, sums, RNG); a replay runs GraphedStep.update again on the static inputs with
+# the param groups holding the device-hyperparameter tensors (what the recorded kernels read),
+# writing its outputs into the static tensors. Both refuse a host sync (.item(), bool(), ...),
+# which CUDA refuses while capturing. What is left untested here: CUDA's own rules.
+
+SYNCS = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+
+@contextlib.contextmanager
+def no_host_sync():
+    saved = {name: getattr(torch.Tensor, name) for name in SYNCS}
+
+    def refuse(name):
+        def method(self, *args, **kwargs):
+            raise RuntimeError(f"host sync ({name}) inside a CUDA graph")
+        return method
+
+    for name in SYNCS:
+        setattr(torch.Tensor, name, refuse(name))
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+class FakeGraph:
+    step = None  # the GraphedStep being captured (the fixture registers them)
+
+    def replay(self):
+        step, groups = self.step, self.step.optimizer.param_groups
+        floats = [{k: g[k] for k in ("lr", "betas")} for g in groups]
+        for group, tensors in zip(groups, step.hyper.tensors, strict=True):
+            group.update(tensors)
+        step.optimizer.zero_grad(set_to_none=True)  # backward writes the gradients afresh
+        try:
+            with no_host_sync():
+                logits, loss = step.update(step.static["images"], step.static["labels"])
+        finally:
+            for group, values in zip(groups, floats, strict=True):
+                group.update(values)
+        step.static["logits"].copy_(logits.detach())
+        step.static["loss"].copy_(loss.detach())
+
+
+class FakeStream:
+    def __init__(self, *args):
+        pass
+
+    def wait_stream(self, other):
+        pass
+
+
+@pytest.fixture
+def emulated_cuda(monkeypatch):
+    built = []
+    real_init = graphs.GraphedStep.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(self)
+
+    @contextlib.contextmanager
+    def capture(graph):
+        step = built[-1]
+        graph.step = step
+        saved = (copy.deepcopy(step.model.state_dict()),
+                 copy.deepcopy(step.optimizer.state_dict()["state"]),
+                 step.loss_sum.clone(), step.correct.clone(), torch.get_rng_state())
+        with no_host_sync():
+            yield
+        model_state, optimizer_state, loss_sum, correct, rng = saved
+        step.model.load_state_dict(model_state)  # the capture ran nothing
+        for index, param in enumerate(p for g in step.optimizer.param_groups
+                                      for p in g["params"]):
+            for key, value in optimizer_state.get(index, {}).items():
+                step.optimizer.state[param][key].copy_(value)
+        step.loss_sum.copy_(loss_sum)
+        step.correct.copy_(correct)
+        torch.set_rng_state(rng)
+        step.optimizer.zero_grad(set_to_none=True)
+
+    monkeypatch.setattr(graphs.GraphedStep, "__init__", init)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", capture)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(importlib.import_module("torch.optim.adam"),
+                        "_get_capturable_supported_devices",
+                        lambda *a, **k: ["cuda", "cpu"])
+    real_decide = graphs.decide
+    monkeypatch.setattr(graphs, "decide", lambda cfg, device, distributed: (
+        cfg.train.cuda_graphs is not False, []) if device.type == "cpu"
+        else real_decide(cfg, device, distributed))
+    return built
+
+
+EMULATED = {
+    "mlp": [],
+    "onecycle-clip-dropout": ["model.name=mlp", "model.hidden=[32]", "model.dropout=0.2",
+                              "model.batchnorm=true", "sched.name=onecycle", "optim.lr=0.01",
+                              "train.clip_norm=0.5", "optim.name=adamw",
+                              "data.balance=sampler"],
+}
+
+
+def emulated_run(out, *sets, epochs=2) -> tuple[dict, dict]:
+    from digitlab.config import build_config
+    from digitlab.training import loop
+
+    cfg, _explicit = build_config(sets=["data.name=synthetic", f"train.epochs={epochs}",
+                                        "train.device=cpu", "data.batch_size=32",
+                                        f"train.out={out}", *sets])
+    summary = loop.train(cfg, console=Console(quiet=True))
+    tensors, _meta = load_checkpoint(out / "checkpoints" / "last.safetensors")
+    return summary, {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+@pytest.mark.parametrize("recipe", list(EMULATED))
+def test_emulated_replays_match_the_same_steps_run_eagerly(tmp_path, monkeypatch,
+                                                          emulated_cuda, recipe):
+    """With the lr, Adam's betas (onecycle moves both) and the inputs copied in before each
+    replay, the replays compute exactly what the same step computes run eagerly (WARMUP past
+    the run's end: nothing captured)."""
+    graphed, weights = emulated_run(tmp_path / "graphed", *EMULATED[recipe])
+    info = graphed["cuda_graphs"]
+    assert info["used"] and info["replayed_steps"] > 0 and info["batch_size"] == 32
+    assert info["eager_steps"] == graphs.WARMUP + 2  # the warm-up and each epoch's last batch
+    monkeypatch.setattr(graphs, "WARMUP", 10**9)
+    eager, eager_weights = emulated_run(tmp_path / "eager", *EMULATED[recipe])
+    assert eager["cuda_graphs"]["replayed_steps"] == 0
+    for key, value in weights.items():
+        assert torch.equal(value, eager_weights[key]), key
+    assert graphed["train_loss"] == eager["train_loss"]
+    assert graphed["test_accuracy"] == eager["test_accuracy"]
+
+
+def test_emulated_graphs_follow_the_eager_loop(tmp_path, emulated_cuda):
+    """Against the plain loop (fused Adam): the same run to rounding."""
+    graphed, weights = emulated_run(tmp_path / "graphed")
+    eager, eager_weights = emulated_run(tmp_path / "eager", "train.cuda_graphs=false")
+    for key, value in weights.items():
+        torch.testing.assert_close(value, eager_weights[key], rtol=1e-4, atol=1e-5)
+    assert abs(graphed["test_accuracy"] - eager["test_accuracy"]) <= 0.01
+
+
+def test_emulated_graphed_run_resumes_exactly(tmp_path, emulated_cuda):
+    whole, weights = emulated_run(tmp_path / "whole", epochs=2)
+    out = tmp_path / "split"
+    emulated_run(out, epochs=1)
+    from digitlab.cli import main as cli
+
+    assert cli(["train", "--resume", str(out), "--epochs", "2"]) == 0
+    tensors, _meta = load_checkpoint(out / "checkpoints" / "last.safetensors")
+    for key, value in weights.items():
+        torch.testing.assert_close(tensors[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_a_failed_capture_falls_back_with_auto(tmp_path, emulated_cuda, monkeypatch):
+    """A step CUDA cannot record (here: a host sync in it) trains on eagerly under "auto",
+    says why, and is an error under true."""
+    real_update = graphs.GraphedStep.update
+
+    def syncing(self, images, labels):
+        logits, loss = real_update(self, images, labels)
+        float(loss.detach())  # a custom model's .item(), say
+        return logits, loss
+
+    monkeypatch.setattr(graphs.GraphedStep, "update", syncing)
+    summary, _weights = emulated_run(tmp_path / "auto")
+    info = summary["cuda_graphs"]
+    assert info["used"] is False and info["replayed_steps"] == 0
+    assert info["reason"].startswith("the capture failed: host sync (__float__)")
+    assert summary["test_accuracy"] > 0.5  # it trained on
+    from digitlab.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="could not capture the training step"):
+        emulated_run(tmp_path / "true", "train.cuda_graphs=true")

@@ -28,7 +28,7 @@ from rich.console import Console
 
 from digitlab.config import Config
 from digitlab.data.augment import Augment
-from digitlab.errors import UsageError
+from digitlab.errors import TrainingError, UsageError
 from digitlab.i18n import N_, _
 from digitlab.training.losses import Criterion
 from digitlab.training.optim import Schedule
@@ -86,9 +86,11 @@ def make_step(cfg: Config, device: torch.device, distributed: bool, console: Con
     TrainStep (on CUDA with graphs on "auto", after a line that says why)."""
     use, reasons = decide(cfg, device, distributed)
     if use:  # autocast's weight cache would keep casts made during the capture
-        return GraphedStep(model, optimizer, schedule, scaler,
+        step = GraphedStep(model, optimizer, schedule, scaler,
                            make_autocast(device, cfg.train.amp, cache=False), criterion,
                            cfg.train)
+        step.console = console
+        return step
     if device.type == "cuda" and cfg.train.cuda_graphs == "auto":
         console.print(_("CUDA graphs off, the eager loop instead: {reason}").format(
             reason="; ".join(_(r) for r in reasons)))
@@ -152,11 +154,14 @@ class GraphedStep(TrainStep):
         self.steps, self.eager_steps, self.capture_seconds, self.unreported = 0, 0, 0.0, 0.0
         self.loss_sum = torch.zeros((), device=self.device)
         self.correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self.failed: str | None = None  # why the capture failed ("auto" then stays eager)
+        self.console = Console(quiet=True)
 
     @property
     def graphs(self) -> dict:
         """summary.json's "cuda_graphs": the capture's time and the steps each way."""
-        return {"used": True, "reason": None, "capture_seconds": self.capture_seconds,
+        return {"used": self.failed is None, "reason": self.failed,
+                "capture_seconds": self.capture_seconds,
                 "batch_size": len(self.static["labels"]) if self.static else None,
                 "eager_steps": self.eager_steps, "replayed_steps": self.steps - self.eager_steps}
 
@@ -194,9 +199,9 @@ class GraphedStep(TrainStep):
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, batch: int,
                  batches_done: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.graph is None and self.steps >= WARMUP and batch + 1 < self.num_batches:
-            self.capture(images, labels)  # a batch of the full size (only an epoch's last
-            # batch may be smaller)
+        if (self.graph is None and self.failed is None and self.steps >= WARMUP
+                and batch + 1 < self.num_batches):  # a full batch: only the last may be smaller
+            self.try_capture(images, labels)
         if self.graph is not None and len(labels) == len(self.static["labels"]):
             self.static["images"].copy_(images)
             self.static["labels"].copy_(labels)
@@ -223,6 +228,22 @@ class GraphedStep(TrainStep):
         main.wait_stream(stream)
         self.optimizer.zero_grad(set_to_none=True)
         return logits, loss
+
+    def try_capture(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Capture, or with "auto" train on eagerly when CUDA refuses the capture (what
+        torch cannot record: a host sync in a custom model's forward, for one)."""
+        try:
+            self.capture(images, labels)
+        except RuntimeError as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if self.cfg.cuda_graphs is True:
+                raise TrainingError(_("train.cuda_graphs = true, but CUDA could not capture the "
+                                      "training step ({error}); set it to \"auto\" to train "
+                                      "without graphs").format(error=first_line)) from None
+            self.graph, self.failed = None, f"the capture failed: {first_line}"
+            self.optimizer.zero_grad(set_to_none=True)
+            self.console.print(_("CUDA graphs off, the eager loop instead: {reason}").format(
+                reason=self.failed))
 
     def capture(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         torch.cuda.synchronize(self.device)
