@@ -35,7 +35,6 @@ BLOCKING = [
     ({"loss.name": "kl-div", "loss.teacher": "runs/teacher"}, "a teacher model (loss.teacher)"),
     ({"data.loader": "torch"}, "data.loader = 'torch' (batches from the host)"),
     ({"data.balance": "weights"}, "data.balance = 'weights' (the loss changes between epochs)"),
-    ({"data.augment_shift": 2}, "data augmentation (its generator is reseeded every epoch)"),
     ({"loss.temperature": 0.5}, "an annealed loss temperature"),
     ({"train.compile": True}, "train.compile (torch.compile makes graphs of its own)"),
     ({"train.amp": "fp16"}, "train.amp = 'fp16' (its gradient scaler checks on the host)"),
@@ -47,7 +46,8 @@ def test_a_plain_cuda_run_can_be_graphed():
     assert graphs.blockers(Config(), CUDA, False) == []
     for preset in ({"optim.name": "adamw", "sched.name": "onecycle", "train.clip_norm": 1.0,
                     "train.amp": "bf16", "model.name": "cnn", "model.dropout": 0.2,
-                    "data.balance": "sampler"},):
+                    "data.balance": "sampler", "data.augment_shift": 2,
+                    "data.augment_rotate": 10},):
         assert graphs.blockers(apply_overrides(Config(), preset), CUDA, False) == []
 
 
@@ -62,15 +62,15 @@ def test_cpu_and_ddp_block_too():
 
 
 def test_decide_follows_the_setting():
-    blocked = apply_overrides(Config(), {"data.augment_shift": 2})
+    blocked = apply_overrides(Config(), {"optim.name": "sgd"})
     assert graphs.decide(Config(), CUDA, False) == (True, [])
     assert graphs.decide(blocked, CUDA, False) == (
-        False, ["data augmentation (its generator is reseeded every epoch)"])
+        False, ["optim.name is not adam or adamw"])
     off = apply_overrides(Config(), {"train.cuda_graphs": False})
     assert graphs.decide(off, CUDA, False) == (False, ["train.cuda_graphs = false"])
     forced = apply_overrides(blocked, {"train.cuda_graphs": True})
-    with pytest.raises(UsageError, match=r"cannot replay its step as a CUDA graph: data "
-                                         r"augmentation .*; set it to \"auto\" or false"):
+    with pytest.raises(UsageError, match=r"cannot replay its step as a CUDA graph: optim.name "
+                                         r"is not adam or adamw; set it to \"auto\" or false"):
         graphs.decide(forced, CUDA, False)
     assert graphs.decide(apply_overrides(Config(), {"train.cuda_graphs": True}), CUDA,
                          False) == (True, [])
@@ -87,14 +87,13 @@ def eager_parts(cfg: Config):
 
 def test_auto_on_cuda_says_why_it_stays_eager():
     """The line a CUDA user sees when something in the config needs the eager loop."""
-    cfg = apply_overrides(Config(), {"data.augment_shift": 2})
+    cfg = apply_overrides(Config(), {"optim.name": "sgd"})
     out = io.StringIO()
     step = graphs.make_step(cfg, CUDA, False, Console(file=out, width=200), *eager_parts(cfg))
     assert type(step) is TrainStep
-    assert out.getvalue().strip() == ("CUDA graphs off, the eager loop instead: data "
-                                      "augmentation (its generator is reseeded every epoch)")
-    assert step.graphs == {"used": False, "reason": "data augmentation (its generator is "
-                                                   "reseeded every epoch)"}
+    assert out.getvalue().strip() == ("CUDA graphs off, the eager loop instead: optim.name is "
+                                      "not adam or adamw")
+    assert step.graphs == {"used": False, "reason": "optim.name is not adam or adamw"}
     out = io.StringIO()  # on a CPU the eager loop is the only one: nothing to say
     graphs.make_step(cfg, torch.device("cpu"), False, Console(file=out), *eager_parts(cfg))
     assert out.getvalue() == ""
@@ -292,7 +291,7 @@ EMULATED = {
     "onecycle-clip-dropout": ["model.name=mlp", "model.hidden=[32]", "model.dropout=0.2",
                               "model.batchnorm=true", "sched.name=onecycle", "optim.lr=0.01",
                               "train.clip_norm=0.5", "optim.name=adamw",
-                              "data.balance=sampler"],
+                              "data.balance=sampler", "data.augment_shift=2"],
 }
 
 

@@ -8,14 +8,15 @@ line; true refuses such a run with the reasons; false never uses them.
 
 What `GraphedStep` captures: forward, loss, backward, clipping, the optimizer step and the
 epoch's loss and accuracy sums, reading the batch from static input buffers that each step
-fills with one copy. Around it, on the host: the copies in, the schedule (it writes Python
-floats into the param groups; `DeviceHyperparams` copies changed values into the device
-tensors the captured optimizer reads), and nothing else. The first WARMUP steps, and a last
-partial batch, run eagerly through the same code (so cuDNN and cuBLAS pick their kernels and
-Adam allocates its state before the capture); the optimizer then runs its capturable
-multi-tensor kernels throughout, so a graphed run matches an eager one to rounding, not
-bit for bit (the eager loop uses the fused kernel). Capture time is kept out of the epoch's time
-and reported in summary.json ("cuda_graphs").
+fills with one copy (the loader's gather and augmentation run before it, as in the eager
+loop, so a graphed run draws the same batches). Around it, on the host: the copies in, the
+schedule (it writes Python floats into the param groups; `DeviceHyperparams` copies changed
+values into the device tensors the captured optimizer reads), and nothing else. The first
+WARMUP steps, and a last partial batch, run eagerly through the same code (so cuDNN and cuBLAS
+pick their kernels and Adam allocates its state before the capture); the optimizer then runs
+its capturable multi-tensor kernels throughout, so a graphed run matches an eager one to
+rounding, not bit for bit (the eager loop uses the fused kernel). Capture time is kept out of
+the epoch's time and reported in summary.json ("cuda_graphs").
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import torch
 from rich.console import Console
 
 from digitlab.config import Config
-from digitlab.data.augment import Augment
 from digitlab.errors import TrainingError, UsageError
 from digitlab.i18n import N_, _
 from digitlab.training.losses import Criterion
@@ -51,8 +51,6 @@ def blockers(cfg: Config, device: torch.device, distributed: bool) -> list[str]:
         reasons.append(N_("data.loader = 'torch' (batches from the host)"))
     if cfg.data.balance == "weights":
         reasons.append(N_("data.balance = 'weights' (the loss changes between epochs)"))
-    if Augment.from_config(cfg.data).active:
-        reasons.append(N_("data augmentation (its generator is reseeded every epoch)"))
     if cfg.loss.temperature != 1 or cfg.loss.temperature_final != 1:
         reasons.append(N_("an annealed loss temperature"))
     if cfg.train.compile:
