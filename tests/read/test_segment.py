@@ -143,3 +143,27 @@ def test_the_best_path_tiles_the_piece_with_the_surest_parts():
     assert best_path(ranges, [-0.1, -0.1, -2.0], 20) == [0, 1]
     assert best_path(ranges, [-0.1, -3.0, -0.5], 20) == [2]
     assert best_path([(0, 10)], [-0.1], 20) == []  # cannot reach the end
+
+
+def test_ctc_reads_the_fragments_segmentation_sets_aside_but_not_far_marks():
+    """A speck-sized tip of a stroke beside a digit is dropped as a digit candidate, but the
+    ctc model reads whole lines: its ink is kept for it; a mark far from the digits is not."""
+    from digitlab.inference.ctc_read import line_ink
+
+    image, draw = canvas(400, 200)
+    for x in (60, 160, 260):
+        zero(draw, x, 70, 130)
+    draw.rectangle((101, 99, 103, 101), fill=0)  # a tip, three pixels right of the first 0
+    draw.rectangle((20, 30, 22, 32), fill=0)  # a speck far above and left
+    line, pieces = pieces_of(image)
+    assert len(pieces) == 3  # neither is a digit
+    ink = line_ink(line, pieces)
+    scale = line.scale
+    tip = ink[int(100 * scale), int(102 * scale)]
+    far = ink[int(31 * scale), int(21 * scale)]
+    assert tip > 0.5 and far == 0
+    kept = np.zeros(line.ink.shape, dtype=bool)
+    for piece in pieces:
+        rows, cols = piece.mask.shape
+        kept[piece.top:piece.top + rows, piece.left:piece.left + cols] |= piece.mask
+    assert np.array_equal(ink[kept], line.ink[kept])  # the digits' own ink is untouched

@@ -11,23 +11,33 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from digitlab.data.lines import normalize
 from digitlab.i18n import _
 from digitlab.inference.preprocess import ImageError
 from digitlab.inference.run import Run
-from digitlab.inference.segment import Line, Piece
+from digitlab.inference.segment import Line, Piece, components
 from digitlab.training.sequence import beam, greedy
+
+NEAR = 0.1  # ink components this close to the line's digits (in line heights) are read too
 
 
 def line_ink(line: Line, pieces: list[Piece]) -> np.ndarray:
-    """The working copy's ink, only where the line's pieces are."""
-    ink = np.zeros_like(line.ink)
+    """The working copy's ink where the line's pieces are, and in every ink component within
+    NEAR line heights of them. The model reads whole lines, so the bits that segmentation
+    sets aside as specks or stray strokes next to a digit (a 5's flag, the tip of a broken
+    stroke) are its to read; marks away from the digits (a shadow's edge, a printed line,
+    noise) stay out. On 500 numbers of MNIST test digits written as PNG files, 93.6% -> 94.4%
+    read exactly (docs/benchmarks.md)."""
+    kept = np.zeros(line.ink.shape, dtype=bool)
     for piece in pieces:
         rows, cols = piece.mask.shape
-        window = (slice(piece.top, piece.top + rows), slice(piece.left, piece.left + cols))
-        ink[window] = np.where(piece.mask, line.ink[window], ink[window])
-    return ink
+        kept[piece.top:piece.top + rows, piece.left:piece.left + cols] |= piece.mask
+    labels, _count = components(line.ink, line.stroke, line.scale < 1)
+    zone = ndimage.binary_dilation(kept, iterations=max(2, int(NEAR * line.height)))
+    touched = np.unique(labels[zone & (labels > 0)])
+    return np.where(kept | np.isin(labels, touched), line.ink, 0.0).astype(line.ink.dtype)
 
 
 @torch.no_grad()
