@@ -76,12 +76,27 @@ def test_a_value_that_is_not_an_integer_is_refused(value):
         apply_overrides(Config(), {"data.test_shifts": value})
 
 
-def test_a_read_run_refuses_test_shifts():
+def test_a_read_run_reads_each_line_at_three_heights():
+    """A sequence model's steps are columns: it is moved up and down only, and the three
+    readings' log-probabilities are averaged step by step (a read run refused the setting
+    before)."""
     from digitlab.config.loading import apply_overrides
+    from digitlab.models import build_model
+    from digitlab.models.shifted import LineShiftAveraged, with_test_shifts
 
-    with pytest.raises(ConfigError, match=r"does not use data\.test_shifts"):
-        apply_overrides(Config(), {"train.task": "read", "model.name": "crnn",
-                                   "data.test_shifts": 1})
+    cfg = apply_overrides(Config(), {"train.task": "read", "model.name": "crnn",
+                                     "model.channels": [4, 8], "model.hidden": [16],
+                                     "data.test_shifts": 1})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 10).eval()
+    wrapped = with_test_shifts(model, cfg.data.test_shifts)
+    assert isinstance(wrapped, LineShiftAveraged)
+    assert wrapped.columns_per_step == model.columns_per_step
+    lines = torch.rand(2, 1, 32, 40)
+    with torch.no_grad():
+        views = [model(v).log_softmax(-1)
+                 for v in (lines, torch.roll(lines, 1, 2), torch.roll(lines, -1, 2))]
+        torch.testing.assert_close(wrapped(lines), torch.stack(views).mean(0))
 
 
 def test_predictor_reads_five_positions(shifted_run, raw_digits):

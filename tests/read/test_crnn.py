@@ -132,7 +132,9 @@ def test_ctc_loss_finite_and_falls_on_a_tiny_set():
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_onnx_export_of_a_read_model_matches_pytorch(tmp_path):
+@pytest.mark.parametrize("shifts", [0, 1])
+def test_onnx_export_of_a_read_model_matches_pytorch(tmp_path, shifts):
+    """Any batch and width; with data.test_shifts the three heights are inside the file."""
     pytest.importorskip("onnx", reason="ONNX export needs the export extra")
     ort = pytest.importorskip("onnxruntime", reason="parity needs onnxruntime")
     from digitlab.config import Config, apply_overrides, to_dict
@@ -140,7 +142,8 @@ def test_onnx_export_of_a_read_model_matches_pytorch(tmp_path):
     from digitlab.training.checkpoint import save_checkpoint
 
     cfg = apply_overrides(Config(), {"model.name": "crnn", "train.task": "read",
-                                     "model.channels": [4, 8], "model.hidden": [16]})
+                                     "model.channels": [4, 8], "model.hidden": [16],
+                                     "data.test_shifts": shifts})
     torch.manual_seed(0)
     model = build_model(cfg.model, 10)
     for module in model.modules():  # batch-norm statistics that matter in eval mode
@@ -153,6 +156,9 @@ def test_onnx_export_of_a_read_model_matches_pytorch(tmp_path):
                                               "mean": 0.1307, "std": 0.3081})
     out = export(checkpoint, "onnx", tmp_path / "read.onnx")
     wrapped, _predictor = exportable(checkpoint)
+    from digitlab.models.shifted import LineShiftAveraged
+
+    assert isinstance(wrapped.model, LineShiftAveraged) == bool(shifts)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["digitlab.task"] == "read" and meta["digitlab.columns_per_step"] == "4"

@@ -39,7 +39,7 @@ class DataConfig:
     balance: str = "none"  # "none", "weights" (loss), "sampler", "sqrt" (draws), "lecun" (batches)
     balance_finetune_epochs: int = 0  # last N epochs at the true class frequencies
     deskew: bool = False  # remove each digit's slant (image moments), in training and inference
-    test_shifts: int = 0  # evaluation: each digit also read N px off 4 ways, mean logits (0..2)
+    test_shifts: int = 0  # evaluation: each digit also read N px off 4 ways (lines: 2), 0..2
     # augmentation of training batches, on the device (data.loader = "device"); all 0 = off
     augment_shift: int = 0  # random translation by whole pixels, up to N each way (0..8)
     augment_stretch: float = 0.0  # share of digits stretched to fill a square box, as scans (0..1)

@@ -367,7 +367,6 @@ def _check_task(cfg: Config) -> None:
     unused = [key for key, off in (
         ("loss.*", cfg.loss == LossConfig()), ("data.balance", cfg.data.balance == "none"),
         ("data.deskew", not cfg.data.deskew), ("data.loader", cfg.data.loader == "device"),
-        ("data.test_shifts", cfg.data.test_shifts == 0),
         ("train.accum_steps", cfg.train.accum_steps == 1),
         ("optim.name", cfg.optim.name != "lbfgs")) if not off]
     if unused:

@@ -18,6 +18,7 @@ from digitlab.i18n import _
 from digitlab.inference.preprocess import ImageError
 from digitlab.inference.run import Run
 from digitlab.inference.segment import Line, Piece, components
+from digitlab.models.shifted import with_test_shifts
 from digitlab.training.sequence import beam, greedy
 
 NEAR = 0.1  # ink components this close to the line's digits (in line heights) are read too
@@ -50,7 +51,8 @@ def read_line(run: Run, line: Line, pieces: list[Piece], name: str, beam_width: 
         raise ImageError(_("{name}: no digits found (the image looks blank)").format(
             name=name)) from None
     x = ((image - run.mean) / run.std)[None].to(run.device)
-    logits = run.model(x).float() / run.temperature
+    model = with_test_shifts(run.model, run.cfg.data.test_shifts)  # as its test was read
+    logits = model(x).float() / run.temperature
     decoded = (beam(logits, beam_width) if beam_width > 0 else greedy(logits))[0]
     if not decoded.labels:
         raise ImageError(_("{name}: no digits read in the ink that was found").format(

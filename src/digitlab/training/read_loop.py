@@ -31,6 +31,7 @@ from digitlab.data.lines import Lines, compose
 from digitlab.errors import ConfigError
 from digitlab.i18n import _, ngettext
 from digitlab.io import write_json
+from digitlab.models.shifted import with_test_shifts
 from digitlab.training import distributed, loop, setup
 from digitlab.training.guards import Guard
 from digitlab.training.optim import OPTIMIZERS, Schedule, current_lr, param_groups
@@ -255,7 +256,8 @@ def train_read(cfg: Config, fallback: bool = False, console: Console | None = No
 
         # ---- the end: the weights the run reports, the final test, the summary ---------------
         loop.load_reported_weights(raw_model, run_dir)
-        test = evaluate_lines(raw_model, splits["test"], cfg, device)
+        test = evaluate_lines(with_test_shifts(raw_model, cfg.data.test_shifts), splits["test"],
+                              cfg, device)  # read as `digitlab read` reads (data.test_shifts)
         console.print(_("Test sequence accuracy: {accuracy:.2f}% (character error rate "
                         "{cer:.2f}%)").format(accuracy=100 * test["accuracy"],
                                               cer=100 * test["cer"]))
