@@ -122,3 +122,18 @@ def test_plot_schedule_counts_the_batches_of_a_read_run():
     expected = math.ceil(len(train) / 5.5 / cfg.data.batch_size)
     assert batches_per_epoch(cfg) == expected
     assert expected < math.ceil(len(train) / cfg.data.batch_size)
+
+
+def test_a_read_run_with_test_shifts_reports_both_readings(tmp_path):
+    """summary.json's test and the report's evaluation.json read the lines at three heights,
+    as `digitlab read` does; the plain reading is kept beside them."""
+    from digitlab.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", *SMALL, "--epochs", "2", "--set", "data.test_shifts=1",
+                 "--out", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_shifts"] == 1
+    assert 0 <= summary["test_sequence_accuracy_read_once"] <= 1
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["test_sequence_accuracy"] == pytest.approx(summary["test_accuracy"])

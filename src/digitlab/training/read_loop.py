@@ -256,14 +256,16 @@ def train_read(cfg: Config, fallback: bool = False, console: Console | None = No
 
         # ---- the end: the weights the run reports, the final test, the summary ---------------
         loop.load_reported_weights(raw_model, run_dir)
-        test = evaluate_lines(with_test_shifts(raw_model, cfg.data.test_shifts), splits["test"],
-                              cfg, device)  # read as `digitlab read` reads (data.test_shifts)
+        shifts = cfg.data.test_shifts  # read as `digitlab read` reads; and once, beside it
+        test = evaluate_lines(with_test_shifts(raw_model, shifts), splits["test"], cfg, device)
+        once = evaluate_lines(raw_model, splits["test"], cfg, device) if shifts else test
         console.print(_("Test sequence accuracy: {accuracy:.2f}% (character error rate "
                         "{cer:.2f}%)").format(accuracy=100 * test["accuracy"],
                                               cer=100 * test["cer"]))
         summary = loop.summarize(state, test, stopped, cfg, dataset, notice, raw_model,
                                  device, run_dir)
         summary.update(task="read", test_sequence_accuracy=test["accuracy"],
+                       test_sequence_accuracy_read_once=once["accuracy"],
                        test_cer=test["cer"], test_lines=test["num_lines"],
                        test_digits=list(EVAL_DIGITS))
         write_json(run_dir / "summary.json", summary)

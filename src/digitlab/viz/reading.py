@@ -11,6 +11,7 @@ from pathlib import Path
 from digitlab.data import load_dataset
 from digitlab.inference.run import Run
 from digitlab.io import read_jsonl, write_json
+from digitlab.models.shifted import with_test_shifts
 from digitlab.training.read_loop import EVAL_DIGITS, eval_count, eval_lines, evaluate_lines
 from digitlab.viz import plots
 from digitlab.viz.report import write_report
@@ -25,7 +26,8 @@ def analyze_read(run: Run, run_dir: Path, data_dir: str | None = None) -> dict:
     dataset = load_dataset(cfg.data)
     lines = eval_lines(dataset.test.images, dataset.test.labels,
                        eval_count("test", dataset.test), run.device)
-    test = evaluate_lines(run.model, lines, cfg, run.device)
+    test = evaluate_lines(with_test_shifts(run.model, cfg.data.test_shifts), lines, cfg,
+                          run.device)  # as summary.json's test and `digitlab read` read
     by_length: dict[str, list[bool]] = {}
     for read, truth in zip(test["read"], test["truth"], strict=True):
         by_length.setdefault(str(len(truth)), []).append(read == truth)
