@@ -17,7 +17,7 @@ from digitlab.data.lines import normalize
 from digitlab.i18n import _
 from digitlab.inference.preprocess import ImageError
 from digitlab.inference.run import Run
-from digitlab.inference.segment import Line, Piece, components
+from digitlab.inference.segment import Line, Piece
 from digitlab.models.shifted import with_test_shifts
 from digitlab.training.sequence import beam, greedy
 
@@ -35,10 +35,9 @@ def line_ink(line: Line, pieces: list[Piece]) -> np.ndarray:
     for piece in pieces:
         rows, cols = piece.mask.shape
         kept[piece.top:piece.top + rows, piece.left:piece.left + cols] |= piece.mask
-    labels, _count = components(line.ink, line.stroke, line.scale < 1)
     zone = ndimage.binary_dilation(kept, iterations=max(2, int(NEAR * line.height)))
-    touched = np.unique(labels[zone & (labels > 0)])
-    return np.where(kept | np.isin(labels, touched), line.ink, 0.0).astype(line.ink.dtype)
+    touched = np.unique(line.labels[zone & (line.labels > 0)])
+    return np.where(kept | np.isin(line.labels, touched), line.ink, 0.0).astype(line.ink.dtype)
 
 
 @torch.no_grad()

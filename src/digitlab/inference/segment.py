@@ -58,14 +58,16 @@ class Piece:
 @dataclass(frozen=True)
 class Line:
     """The cleaned ink of a line (working scale), its stroke width, its scale (working pixels
-    per input pixel) and origin (the working copy's top left, in input pixels), and its
-    components left to right as boolean masks over `ink` (label image and count)."""
+    per input pixel) and origin (the working copy's top left, in input pixels), its digit
+    height, and the label image of all its ink components (`components`, 0 = no ink), kept
+    or not as digits."""
 
     ink: np.ndarray
     stroke: float
     scale: float
     origin: tuple[int, int]
     height: float  # the line's digit height in working pixels
+    labels: np.ndarray
 
     def box(self, top: int, left: int, bottom: int, right: int) -> tuple[int, int, int, int]:
         """A working box as (x0, y0, x1, y1) in input pixels."""
@@ -268,7 +270,7 @@ def find_line(grey: Image.Image, dark_ink: bool | None, name: str) -> tuple[Line
     area = ndimage.sum_labels(ink > 0.5, labels, [i + 1 for i in index])
     keep = keep_line(boxes, np.asarray(area), stroke, max(grey.size) >= PHOTO_FROM, ink.shape)
     height = line_height(boxes[keep]) if keep.any() else line_height(boxes)
-    line = Line(ink, stroke, scale, origin, height)
+    line = Line(ink, stroke, scale, origin, height, labels)
     kept_boxes = [list(map(int, b)) for b, k in zip(boxes, keep, strict=True) if k]
     members = [[index[i] + 1] for i, k in enumerate(keep) if k]
     merge_pieces(kept_boxes, members, height)
