@@ -186,10 +186,7 @@ class GraphedStep(TrainStep):
             logits = self.model(images)
             loss = self.criterion(logits, labels, 0, self.balanced)  # no annealing (blockers)
         loss.backward()
-        if self.cfg.clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-        if self.cfg.clip_value:
-            torch.nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.clip_value)
+        self.clip_gradients()  # no scaler here: fp16 keeps a run eager
         self.optimizer.step()
         self.loss_sum.add_(loss.detach().float(), alpha=len(labels))
         self.correct.add_((logits.detach().argmax(dim=1) == labels).sum())

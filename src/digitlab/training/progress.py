@@ -45,6 +45,9 @@ def make_progress(console: Console) -> Progress:
                     MetricsColumn(), console=console, disable=not live)
 
 
+BAR_EVERY = 32  # batches between moves of the batch bar (BatchBar)
+
+
 class BatchBar:
     """The batch bar of a Progress: `start(epoch, num_batches)` each epoch, then
     `bar(batch, totals, optimizer)` after every batch. It moves about every BAR_EVERY batches
@@ -67,8 +70,6 @@ class BatchBar:
             self.progress.update(self.task, completed=batch + 1,
                                  metrics=running_metrics(totals, optimizer))
 
-
-BAR_EVERY = 32
 
 
 def metrics_text(loss: float, accuracy: float, lr: float) -> str:

@@ -83,14 +83,18 @@ class TrainStep:
     def _optimizer_step(self) -> None:
         if self.cfg.clip_norm or self.cfg.clip_value:
             self.scaler.unscale_(self.optimizer)  # clip true gradients, not scaled ones
-            if self.cfg.clip_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-            if self.cfg.clip_value:
-                torch.nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.clip_value)
+            self.clip_gradients()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.schedule.after_batch()
+
+    def clip_gradients(self) -> None:
+        """train.clip_norm, then train.clip_value, on the gradients as they are."""
+        if self.cfg.clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        if self.cfg.clip_value:
+            torch.nn.utils.clip_grad_value_(self.model.parameters(), self.cfg.clip_value)
 
     def _lbfgs_step(self, forward_and_loss) -> tuple[torch.Tensor, torch.Tensor]:
         """L-BFGS calls the closure (forward and backward on this batch) up to max_iter times;
