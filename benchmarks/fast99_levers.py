@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from digitlab.config import ModelConfig
+from digitlab.data.loader import normalize
 from digitlab.data.mnist import MNIST, load
 from digitlab.models import build_model
 from digitlab.training.heap import tune_heap
@@ -93,10 +94,8 @@ def main() -> None:
     tune_heap()  # as every digitlab run does (training/heap.py)
     dataset = load(MNIST, args.data_dir, False)
 
-    def standardized(split):
-        return ((split.images.float() / 255 - 0.1307) / 0.3081).unsqueeze(1), split.labels
-
-    train, test = standardized(dataset.train), standardized(dataset.test)
+    train, test = ((normalize(split.images, 0.1307, 0.3081), split.labels)
+                   for split in (dataset.train, dataset.test))
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"{'variant':<20} {'read once':>10} {'5 positions':>12} {'min':>13} {'time':>7}")
     for name in args.variants.split(","):

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from digitlab.config import Config, ModelConfig, build_config
 from digitlab.data import Dataset, mnist
-from digitlab.data.loader import ImageDataset
+from digitlab.data.loader import ImageDataset, normalize
 from digitlab.errors import UsageError
 from digitlab.i18n import _
 from digitlab.io import read_jsonl
@@ -130,10 +130,8 @@ def run_small_cnn(dataset: Dataset, seed: int, mean: float, std: float,
 
     tune_heap()  # process-wide, as in every digitlab run of this process: the same conditions
 
-    def standardized(split):
-        return ((split.images.to(device).float() / 255 - mean) / std).unsqueeze(1)
-
-    images, labels = standardized(dataset.train), dataset.train.labels.to(device)
+    images, labels = normalize(dataset.train.images.to(device), mean, std), \
+        dataset.train.labels.to(device)
     torch.manual_seed(seed)
     model = build_model(SMALL_CNN, len(dataset.classes)).to(device)
     batch = 256
@@ -153,7 +151,7 @@ def run_small_cnn(dataset: Dataset, seed: int, mean: float, std: float,
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     model.eval()
-    test, correct = standardized(dataset.test), 0
+    test, correct = normalize(dataset.test.images.to(device), mean, std), 0
     with torch.no_grad():
         for start in range(0, len(test), 2000):
             predicted = model(test[start:start + 2000]).argmax(1).cpu()
