@@ -5,7 +5,7 @@ nothing else), alternating in one process.
 
     python benchmarks/step_overhead.py --data-dir DIR [--rounds 5] [--device cpu]
 
-Prints the mean time per step of each, and their difference: what digitlab's loop adds to every
+Prints the median time per step of each, and their difference: what digitlab's loop adds to every
 step (metrics on the device, the NaN guard, the progress bar, the step log). `train()` runs with
 a terminal console writing to memory, so the progress bar is drawn as in a terminal.
 """
