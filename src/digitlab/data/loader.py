@@ -143,10 +143,11 @@ class DeviceLoader(EpochOrder):
             if self.world_size > 1 and len(idx) >= self.world_size:
                 idx = idx.tensor_split(self.world_size)[self.rank]  # this rank's disjoint part
             # (a last batch smaller than the world goes whole to every rank: same mean gradient)
-            images = self.images[idx]
+            # index_select, not images[idx]: the same rows, about 3x faster on a CPU
+            images = self.images.index_select(0, idx)
             if self.augment:
                 images = self.augment(images, gen, self.background, self.ink)
-            yield images, self.labels[idx]
+            yield images, self.labels.index_select(0, idx)
 
 
 class OrderSampler(Sampler):

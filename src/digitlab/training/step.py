@@ -15,6 +15,7 @@ import torch
 
 from digitlab.config import TrainConfig
 from digitlab.training import distributed
+from digitlab.training.fast_adam import fast_adam_step
 from digitlab.training.losses import Autocast, Criterion
 from digitlab.training.optim import Schedule, is_lbfgs
 
@@ -46,6 +47,7 @@ class TrainStep:
         self.model, self.optimizer, self.schedule, self.scaler = model, optimizer, schedule, scaler
         self.autocast, self.criterion, self.cfg = autocast, criterion, cfg
         self.lbfgs = is_lbfgs(optimizer)
+        self.fast_step = fast_adam_step(optimizer, scaler)  # fused Adam(W): step and zero_grad
         self.num_batches, self.balanced, self.rank_weights = 0, True, None
         self.totals: EpochTotals | None = None
         optimizer.zero_grad(set_to_none=True)
@@ -84,9 +86,12 @@ class TrainStep:
         if self.cfg.clip_norm or self.cfg.clip_value:
             self.scaler.unscale_(self.optimizer)  # clip true gradients, not scaled ones
             self.clip_gradients()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.fast_step is not None:
+            self.fast_step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
         self.schedule.after_batch()
 
     def clip_gradients(self) -> None:
