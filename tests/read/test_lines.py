@@ -144,3 +144,34 @@ def test_normalize_batch_is_normalize_line_by_line():
 def test_normalize_refuses_a_blank_map():
     with pytest.raises(ValueError, match="blank"):
         normalize(torch.zeros(30, 50))
+
+
+class Fade:
+    """An augmentation that leaves every digit at a tenth of its ink: below the ink level."""
+
+    active = True
+
+    def __call__(self, images, gen, background, ink):
+        return images * 0.1
+
+
+def test_a_digit_faded_by_augmentation_stays_as_written():
+    """Thinned, turned and resampled, a thin stroke can fade below the ink level: a line of that
+    digit alone was blank, and compose failed on it ('NoneType' object has no attribute 'left'),
+    minutes into a read run with data.augment_lowres = 0.8 and data.augment_thickness = 0.5."""
+    digits, labels = bars()
+    plain = compose(digits, labels, 6, torch.Generator().manual_seed(3), 1, 1)
+    faded = compose(digits, labels, 6, torch.Generator().manual_seed(3), 1, 1, augment=Fade())
+    assert faded.texts == plain.texts
+    assert torch.equal(faded.images, plain.images)  # the digits as written, not blank
+
+
+def test_thin_strokes_under_real_augmentation_never_make_a_blank_line():
+    from digitlab.data.augment import Augment
+
+    digits = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    digits[0, 4:24, 14] = 255  # a one-pixel "1"
+    lines = compose(digits, torch.tensor([1]), 64, torch.Generator().manual_seed(0), 1, 1,
+                    augment=Augment(thickness=0.5, rotate=30.0, lowres=0.8))
+    assert all(text == [1] for text in lines.texts)
+    assert (lines.images.flatten(1).amax(1) > 0.5).all()  # every line has its digit's ink

@@ -245,7 +245,11 @@ def compose(digits: torch.Tensor, labels: torch.Tensor, count: int, gen: torch.G
     pick = torch.randint(0, len(digits), (n,), device=device, generator=gen)
     chosen = digits[pick].float() / (255 if digits.dtype == torch.uint8 else 1)
     if augment is not None and augment.active:
-        chosen = augment(chosen[:, None], gen, 0.0, 1.0)[:, 0].clamp(0, 1)
+        augmented = augment(chosen[:, None], gen, 0.0, 1.0)[:, 0].clamp(0, 1)
+        # a thin stroke thinned, turned and resampled can fade below the ink level (CORE): a
+        # label without ink, and a blank line when it stood alone; such a digit stays as written
+        faded = augmented.flatten(1).amax(1) < CORE
+        chosen = torch.where(faded[:, None, None], chosen, augmented)
     scales = SCALES[0] + (SCALES[1] - SCALES[0]) * torch.rand(n, device=device, generator=gen)
     frames = scaled_digits(chosen, scales)
     first, last, top, bottom, left, right = profiles(frames)
