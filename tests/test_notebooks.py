@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -94,10 +93,9 @@ def execute(path, tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend, as in Jupyter
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     notebook = nbformat.read(path, as_version=4)
-    started = time.perf_counter()
     nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
-    return notebook, time.perf_counter() - started
+    return notebook
 
 
 def text_of(cell) -> str:
@@ -115,7 +113,7 @@ def all_text(notebook) -> str:
 
 @pytest.mark.parametrize("lang", ["en", "bn"])
 def test_quickstart_runs(lang, tmp_path, monkeypatch):
-    notebook, seconds = execute(NOTEBOOKS / lang / NAMES[0], tmp_path, monkeypatch)
+    notebook = execute(NOTEBOOKS / lang / NAMES[0], tmp_path, monkeypatch)
     text = all_text(notebook)
     assert float(re.search(r"test accuracy: ([\d.]+)", text)[1]) > 0.7, text
     assert "scikit-learn digits: 1,437 training and 360 test images" in text
@@ -137,12 +135,14 @@ def test_quickstart_runs(lang, tmp_path, monkeypatch):
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/summary.json")]
     assert sorted(s["dataset"] for s in summaries) == ["digits", "digits", "user"]
     assert images_in(notebook) >= 6  # samples, 2 x curves, confusion, predictions, the drawing
-    assert seconds < 40, f"the quickstart took {seconds:.0f} s on digits; keep it fast"
+    # kept small by what it trains, not by a clock (timings belong in benchmarks): 299 batches
+    batches = sum(s["batches"] for s in summaries)
+    assert batches <= 400, f"the quickstart trains {batches} batches on digits; keep it small"
 
 
 @pytest.mark.parametrize("lang", ["en", "bn"])
 def test_activations_and_losses_runs(lang, tmp_path, monkeypatch):
-    notebook, seconds = execute(NOTEBOOKS / lang / NAMES[1], tmp_path, monkeypatch)
+    notebook = execute(NOTEBOOKS / lang / NAMES[1], tmp_path, monkeypatch)
     text = all_text(notebook)
     relu = re.search(r"^relu\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$", text, re.M)
     assert relu and [float(g) for g in relu.groups()] == [0.0, 0.0, 1.0, 1.0], text
@@ -157,4 +157,6 @@ def test_activations_and_losses_runs(lang, tmp_path, monkeypatch):
     assert re.search(r"best learning rate: \S+", text)
     assert len(list((tmp_path / "runs").glob("*/summary.json"))) == 3
     assert images_in(notebook) >= 2  # the activations and the losses
-    assert seconds < 90, f"the notebook took {seconds:.0f} s on digits; keep it fast"
+    batches = sum(json.loads(p.read_text())["batches"]
+                  for p in (tmp_path / "runs").glob("*/summary.json"))
+    assert batches <= 100, f"the notebook trains {batches} batches on digits; keep it small"  # 69
