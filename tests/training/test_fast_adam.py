@@ -124,3 +124,24 @@ def test_unsupported_adam_settings_keep_step(kind):
         scaler = torch.amp.GradScaler("cpu", enabled=True)
     assert not supported(optimizer, scaler)
     assert fast_adam_step(optimizer, scaler) is None
+
+
+def test_a_torch_without_the_shared_functional_adam_keeps_step():
+    """torch releases whose Adam groups lack decoupled_weight_decay (AdamW apart from Adam)
+    step as before."""
+    model, _ = model_and_batches()
+    optimizer = build(model, name="adamw")
+    for group in optimizer.param_groups:
+        del group["decoupled_weight_decay"]
+    assert fast_adam_step(optimizer, no_scaler()) is None
+
+
+def test_hooks_kept_where_torch_does_not_say(monkeypatch):
+    """A torch that keeps its hook lists elsewhere: every step goes through step()."""
+    from digitlab.training import fast_adam
+
+    model, batches = model_and_batches()
+    optimizer = build(model, name="adam")
+    assert not fast_adam.hooked(optimizer)
+    monkeypatch.delattr(fast_adam.torch_optimizer, "_global_optimizer_pre_hooks")
+    assert fast_adam.hooked(optimizer)

@@ -29,17 +29,23 @@ def supported(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) ->
     capturable or differentiable mode, real parameters, and no fp16 gradient scaler."""
     if type(optimizer) not in (torch.optim.Adam, torch.optim.AdamW) or scaler.is_enabled():
         return False
-    return all(group["fused"] and not (group["amsgrad"] or group["capturable"]
-                                       or group["differentiable"])
+    # torch versions before Adam and AdamW shared one functional `adam` (its
+    # decoupled_weight_decay flag) keep optimizer.step()
+    return all("decoupled_weight_decay" in group and group.get("fused")
+               and not (group["amsgrad"] or group["capturable"] or group["differentiable"])
                and isinstance(group["lr"], float) and not torch.is_tensor(group["betas"][0])
                and not any(p.is_complex() for p in group["params"])
                for group in optimizer.param_groups)
 
 
 def hooked(optimizer: torch.optim.Optimizer) -> bool:
-    return bool(optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
-                or torch_optimizer._global_optimizer_pre_hooks
-                or torch_optimizer._global_optimizer_post_hooks)
+    """Whether step hooks are registered, on this optimizer or for all; also True where this
+    torch keeps them elsewhere, so that hooks always run."""
+    hooks = (getattr(optimizer, "_optimizer_step_pre_hooks", None),
+             getattr(optimizer, "_optimizer_step_post_hooks", None),
+             getattr(torch_optimizer, "_global_optimizer_pre_hooks", None),
+             getattr(torch_optimizer, "_global_optimizer_post_hooks", None))
+    return any(registered is None or len(registered) > 0 for registered in hooks)
 
 
 def step_and_zero(optimizer: torch.optim.Optimizer) -> None:
