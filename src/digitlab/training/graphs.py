@@ -27,10 +27,10 @@ import time
 import torch
 from rich.console import Console
 
-from digitlab.config import Config
+from digitlab.config import Config, TrainConfig
 from digitlab.errors import TrainingError, UsageError
 from digitlab.i18n import N_, _
-from digitlab.training.losses import Criterion
+from digitlab.training.losses import Autocast, Criterion
 from digitlab.training.optim import Schedule
 from digitlab.training.step import EpochTotals, TrainStep, make_autocast
 
@@ -84,11 +84,9 @@ def make_step(cfg: Config, device: torch.device, distributed: bool, console: Con
     TrainStep (on CUDA with graphs on "auto", after a line that says why)."""
     use, reasons = decide(cfg, device, distributed)
     if use:  # autocast's weight cache would keep casts made during the capture
-        step = GraphedStep(model, optimizer, schedule, scaler,
+        return GraphedStep(model, optimizer, schedule, scaler,
                            make_autocast(device, cfg.train.amp, cache=False), criterion,
-                           cfg.train)
-        step.console = console
-        return step
+                           cfg.train, console)
     if device.type == "cuda" and cfg.train.cuda_graphs == "auto":
         console.print(_("CUDA graphs off, the eager loop instead: {reason}").format(
             reason="; ".join(_(r) for r in reasons)))
@@ -144,8 +142,11 @@ class GraphedStep(TrainStep):
     """TrainStep's contract (`step(images, labels, batch, batches_done)`), with full batches
     after the first WARMUP replayed from one CUDA graph; see the module's docstring."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 schedule: Schedule, scaler: torch.amp.GradScaler, autocast: Autocast,
+                 criterion: Criterion, cfg: TrainConfig, console: Console):
+        super().__init__(model, optimizer, schedule, scaler, autocast, criterion, cfg)
+        self.console = console  # where a failed capture says it trains on eagerly
         self.hyper = DeviceHyperparams(self.optimizer, self.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static: dict[str, torch.Tensor] = {}
@@ -153,7 +154,6 @@ class GraphedStep(TrainStep):
         self.loss_sum = torch.zeros((), device=self.device)
         self.correct = torch.zeros((), dtype=torch.long, device=self.device)
         self.failed: str | None = None  # why the capture failed ("auto" then stays eager)
-        self.console = Console(quiet=True)
 
     @property
     def graphs(self) -> dict:
