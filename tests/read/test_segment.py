@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from digitlab.inference.preprocess import ImageError, grey_levels
-from digitlab.inference.reader import best_path
+from digitlab.inference.reader import WIDE_COST, best_path, part_score
 from digitlab.inference.segment import (
     MAX_SIDE,
+    WIDEST,
     Piece,
-    cut_candidates,
+    cut_paths,
     find_line,
+    part,
     segments,
 )
 
@@ -92,18 +95,61 @@ def test_touching_digits_get_a_cut_candidate_where_they_touch():
     line, pieces = pieces_of(image)
     assert len(pieces) == 1
     piece = pieces[0]
-    cuts = cut_candidates(piece, line)
     touch = 103 - piece.left  # the join's middle, in the piece's own columns
-    assert any(abs(c - touch) <= 4 for c in cuts)
-    ranges = segments(piece, line)
-    assert any(a == 0 and abs(b - touch) <= 4 for a, b in ranges)
+    paths = cut_paths(piece, line)
+    assert any(abs(path.mean() - touch) <= 4 for path in paths)
+    last, parts = segments(piece, line)
+    assert last == len(paths) + 1
+    near = [k + 1 for k, path in enumerate(paths) if abs(path.mean() - touch) <= 4]
+    assert any(i == 0 and j in near for i, j, _part in parts)
+    assert any(i == 0 and j == last for i, j, _part in parts)  # read whole is a choice too
+
+
+def test_digits_that_overlap_sideways_are_cut_along_the_slant():
+    """Two slanted strokes joined by a bar: every straight column between them crosses both,
+    a cut path slips between them and crosses only the bar."""
+    image, draw = canvas()
+    draw.line((100, 20, 130, 80), fill=0, width=6)
+    draw.line((130, 20, 160, 80), fill=0, width=6)
+    draw.line((115, 50, 145, 50), fill=0, width=6)
+    line, pieces = pieces_of(image)
+    assert len(pieces) == 1
+    piece = pieces[0]
+    rows, width = piece.mask.shape
+    middle = [path for path in cut_paths(piece, line) if width / 3 <= path.mean() <= 2 * width / 3]
+    crossed = [int(piece.mask[np.arange(rows), path].sum()) for path in middle]
+    straight = piece.mask[:, width // 3:2 * width // 3].sum(axis=0)
+    assert min(crossed) <= 8 < straight.min()
+    best = middle[int(np.argmin(crossed))]
+    left = part(piece, np.zeros(rows, dtype=np.int64), best, line)
+    right = part(piece, best, np.full(rows, width, dtype=np.int64), line)
+    # each side holds one whole stroke: the left one's top and the right one's bottom stay
+    # out of the other side
+    assert left.box[0] <= 100 and left.box[2] <= 140
+    assert right.box[0] >= 118 and right.box[2] >= 160
+    assert left.box[1] <= 22 and left.box[3] >= 80 and right.box[1] <= 22
 
 
 def test_narrow_components_are_not_cut():
     image, draw = canvas()
     one(draw, 100)
     line, pieces = pieces_of(image)
-    assert segments(pieces[0], line) == [(0, pieces[0].mask.shape[1])]
+    last, parts = segments(pieces[0], line)
+    assert last == 1 and [(i, j) for i, j, _p in parts] == [(0, 1)]
+    assert np.array_equal(parts[0][2].mask, pieces[0].mask)
+
+
+def test_a_piece_read_whole_though_wider_than_a_digit_costs_more():
+    image, draw = canvas()
+    zero(draw, 60)
+    line, pieces = pieces_of(image)
+    piece = pieces[0]
+    wide = Piece(np.ones((piece.mask.shape[0], int(2 * line.height)), dtype=bool), 0, 0,
+                 (0, 0, 1, 1))
+    probs = torch.tensor([0.1, 0.9])
+    assert part_score(probs, piece, line) == pytest.approx(np.log(0.9))
+    expected = np.log(0.9) - WIDE_COST * (wide.mask.shape[1] / line.height - WIDEST)
+    assert part_score(probs, wide, line) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("size", [(300, 8), (3000, 400)])
@@ -139,10 +185,10 @@ def test_pure_noise_reads_as_few_digits_or_none():
 
 
 def test_the_best_path_tiles_the_piece_with_the_surest_parts():
-    ranges = [(0, 10), (10, 20), (0, 20)]
-    assert best_path(ranges, [-0.1, -0.1, -2.0], 20) == [0, 1]
-    assert best_path(ranges, [-0.1, -3.0, -0.5], 20) == [2]
-    assert best_path([(0, 10)], [-0.1], 20) == []  # cannot reach the end
+    ranges = [(0, 1), (1, 2), (0, 2)]  # boundaries: the left edge, one cut, the right edge
+    assert best_path(ranges, [-0.1, -0.1, -2.0], 2) == [0, 1]
+    assert best_path(ranges, [-0.1, -3.0, -0.5], 2) == [2]
+    assert best_path([(0, 1)], [-0.1], 2) == []  # cannot reach the end
 
 
 def test_ctc_reads_the_fragments_segmentation_sets_aside_but_not_far_marks():

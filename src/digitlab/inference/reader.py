@@ -20,11 +20,12 @@ from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import ImageError, grey_levels, open_image
 from digitlab.inference.run import Run, load_run
-from digitlab.inference.segment import Line, Piece, find_line, part, segments
+from digitlab.inference.segment import WIDEST, Line, Piece, find_line, segments
 
 METHODS = ("auto", "segment", "ctc")
 SHORT = 0.6  # a part lower than this (in line heights) is unlikely to be a digit: each
-SHORT_COST = 10.0  # ... line height lower costs this much log-probability
+SHORT_COST = 10.0  # ... line height lower costs this much log-probability, and a piece
+WIDE_COST = 3.0  # ... read whole though wider than WIDEST this much for each line height more
 
 
 @dataclass(frozen=True)
@@ -75,22 +76,25 @@ def reading(labels: list[str], probs: list[float], boxes: list[tuple], method: s
 
 def part_score(probs: torch.Tensor, piece: Piece, line: Line) -> float:
     """How likely a part is one digit: the log-probability of its reading, less SHORT_COST
-    for each line height it is lower than SHORT (a piece of a stroke, not a digit)."""
-    short = max(0.0, SHORT - piece.mask.shape[0] / line.height)
-    return math.log(max(float(probs.max()), 1e-12)) - SHORT_COST * short
+    for each line height it is lower than SHORT (a piece of a stroke, not a digit), and
+    WIDE_COST for each line height it is wider than WIDEST (two digits or more)."""
+    rows, cols = piece.mask.shape
+    short = max(0.0, SHORT - rows / line.height)
+    wide = max(0.0, cols / line.height - WIDEST)
+    return math.log(max(float(probs.max()), 1e-12)) - SHORT_COST * short - WIDE_COST * wide
 
 
-def best_path(ranges: list[tuple[int, int]], scores: list[float], width: int) -> list[int]:
-    """Which of the column ranges tile 0..width with the highest total score (the sum of
-    the log-probabilities of their readings): a dynamic programme over the range ends.
-    Empty when they cannot tile it."""
+def best_path(ranges: list[tuple[int, int]], scores: list[float], end: int) -> list[int]:
+    """Which of the ranges (i, j), from boundary i to boundary j, tile 0..end with the
+    highest total score (the sum of the log-probabilities of their readings): a dynamic
+    programme over the boundaries. Empty when they cannot tile it."""
     best = {0: (0.0, [])}
-    for end in sorted({b for a, b in ranges}):
+    for stop in sorted({b for a, b in ranges}):
         options = [(best[a][0] + scores[i], best[a][1] + [i])
-                   for i, (a, b) in enumerate(ranges) if b == end and a in best]
+                   for i, (a, b) in enumerate(ranges) if b == stop and a in best]
         if options:
-            best[end] = max(options, key=lambda option: option[0])
-    return best[width][1] if width in best else []
+            best[stop] = max(options, key=lambda option: option[0])
+    return best[end][1] if end in best else []
 
 
 @dataclass(frozen=True)
@@ -128,27 +132,19 @@ class Reader:
         """Each piece read whole, or, when it is wide enough to hold touching digits, as the
         run of its parts the model is surest of (segment.segments gives the candidates)."""
         predictor = Predictor.from_run(self.run)
-        candidates = []  # per piece: (column ranges, their parts)
-        for piece in pieces:
-            ranges = segments(piece, line)
-            parts = [part(piece, a, b, line) for a, b in ranges]
-            kept = [i for i, p in enumerate(parts) if p is not None]
-            candidates.append(([ranges[i] for i in kept], [parts[i] for i in kept]))
-        flat = [p for _ranges, parts in candidates for p in parts]
+        candidates = [segments(piece, line) for piece in pieces]  # (boundaries, parts)
+        flat = [p for _last, parts in candidates for _i, _j, p in parts]
         if not flat:
             raise ImageError(_("no digits found (the image looks blank)"))
         probs = predictor.probabilities(np.stack([line.frame(p) for p in flat]))
         chosen, start = [], 0
-        for piece, (ranges, parts) in zip(pieces, candidates, strict=True):
+        for last, parts in candidates:
             block = probs[start:start + len(parts)]
             start += len(parts)
-            scores = [part_score(row, p, line)
-                      for row, p in zip(block, parts, strict=True)]
-            path = best_path(ranges, scores, piece.mask.shape[1])
-            if path:  # a narrow piece's one range, (0, width), is the whole piece, read above
-                chosen += [(parts[i], block[i]) for i in path]
-            else:  # no run of the candidates tiles the piece: read it whole
-                chosen.append((piece, predictor.probabilities(line.frame(piece)[None])[0]))
+            scores = [part_score(row, p, line) for row, (_i, _j, p) in zip(block, parts,
+                                                                           strict=True)]
+            path = best_path([(i, j) for i, j, _p in parts], scores, last)
+            chosen += [(parts[k][2], block[k]) for k in path]  # the whole piece is a part
         classes = predictor.classes
         return reading([classes[int(p.argmax())] for _piece, p in chosen],
                        [float(p.max()) for _piece, p in chosen],
