@@ -17,6 +17,7 @@ from digitlab.inference.segment import (
     find_line,
     part,
     segments,
+    unions,
 )
 
 
@@ -76,6 +77,27 @@ def test_a_broken_stroke_joins_its_digit():
     _line, pieces = pieces_of(image)
     assert len(pieces) == 3
     assert pieces[1].box[1] <= 22 and pieces[1].box[3] >= 80
+
+
+def test_tall_strokes_drawn_apart_in_the_same_columns_may_be_read_as_one_digit():
+    """Two tall pieces in the same columns (a 9's loop, and its stem drawn beside it without
+    meeting it) may be read as one digit; digits side by side are not joined."""
+    image, draw = canvas()
+    zero(draw, 40)
+    zero(draw, 250)
+    line, (left_zero, right_zero) = pieces_of(image)
+
+    def block(top: int, left: int, rows: int, cols: int) -> Piece:
+        return Piece(np.ones((rows, cols), dtype=bool), top, left,
+                     line.box(top, left, top + rows, left + cols))
+
+    loop, stem = block(20, 150, 40, 30), block(30, 170, 50, 10)
+    found = unions([left_zero, loop, stem, right_zero], line)
+    assert [(k, m) for k, m, _union in found] == [(1, 2)]
+    union = found[0][2]
+    assert (union.top, union.left, union.mask.shape) == (20, 150, (60, 30))
+    assert union.mask.sum() == 40 * 30 + 20 * 10  # the loop, and the stem below it
+    assert unions([left_zero, loop, block(30, 200, 50, 10), right_zero], line) == []
 
 
 def test_a_one_beside_a_seven_stays_two_digits():

@@ -20,7 +20,7 @@ from digitlab.i18n import _
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import ImageError, grey_levels, open_image
 from digitlab.inference.run import Run, load_run
-from digitlab.inference.segment import WIDEST, Line, Piece, find_line, segments
+from digitlab.inference.segment import WIDEST, Line, Piece, find_line, segments, unions
 
 METHODS = ("auto", "segment", "ctc")
 SHORT = 0.6  # a part lower than this (in line heights) is unlikely to be a digit: each
@@ -129,27 +129,28 @@ class Reader:
         return self.segmented(line, pieces)
 
     def segmented(self, line: Line, pieces: list[Piece]) -> Reading:
-        """Each piece read whole, or, when it is wide enough to hold touching digits, as the
-        run of its parts the model is surest of (segment.segments gives the candidates)."""
+        """The line read as the run of parts the model is surest of, over the whole line: each
+        piece whole or cut (segment.segments), and neighbouring pieces that share most of
+        their columns (a 9's loop and its stem drawn apart) also read as one."""
         predictor = Predictor.from_run(self.run)
-        candidates = [segments(piece, line) for piece in pieces]  # (boundaries, parts)
-        flat = [p for _last, parts in candidates for _i, _j, p in parts]
-        if not flat:
+        ranges, parts, starts = [], [], [0]  # starts: each piece's first boundary
+        for piece in pieces:
+            last, found = segments(piece, line)
+            ranges += [(starts[-1] + i, starts[-1] + j) for i, j, _p in found]
+            parts += [p for _i, _j, p in found]
+            starts.append(starts[-1] + last)
+        for k, m, union in unions(pieces, line):
+            ranges.append((starts[k], starts[m + 1]))
+            parts.append(union)
+        if not parts:
             raise ImageError(_("no digits found (the image looks blank)"))
-        probs = predictor.probabilities(np.stack([line.frame(p) for p in flat]))
-        chosen, start = [], 0
-        for last, parts in candidates:
-            block = probs[start:start + len(parts)]
-            start += len(parts)
-            scores = [part_score(row, p, line) for row, (_i, _j, p) in zip(block, parts,
-                                                                           strict=True)]
-            path = best_path([(i, j) for i, j, _p in parts], scores, last)
-            chosen += [(parts[k][2], block[k]) for k in path]  # the whole piece is a part
+        probs = predictor.probabilities(np.stack([line.frame(p) for p in parts]))
+        scores = [part_score(row, p, line) for row, p in zip(probs, parts, strict=True)]
+        chosen = best_path(ranges, scores, starts[-1])  # each piece whole is a part: a path
         classes = predictor.classes
-        return reading([classes[int(p.argmax())] for _piece, p in chosen],
-                       [float(p.max()) for _piece, p in chosen],
-                       [piece.box for piece, _p in chosen],
-                       "segment")
+        return reading([classes[int(probs[k].argmax())] for k in chosen],
+                       [float(probs[k].max()) for k in chosen],
+                       [parts[k].box for k in chosen], "segment")
 
 
 def show(image: Image.Image, result: Reading, path: Path) -> Path:

@@ -7,7 +7,8 @@ The `segment` method of `digitlab read`; any single-digit run reads the frames i
    digits came out small), with predict's polarity, paper, ruled-line and shadow handling;
 2. connected components of the ink; specks, and marks far above or below the line, dropped;
 3. broken strokes merged: a short piece that lies mostly above or below another component
-   (a 5's flag, the top of a 4) joins it;
+   (a 5's flag, the top of a 4) joins it; taller neighbours that share most of their
+   columns (a 9's loop and its stem) may be read as one (`unions`), if the model agrees;
 4. touching digits split: a component wider than one digit may be cut along paths from its
    top to its bottom that cross the least ink (`cut_paths`; straight down between digits
    apart, along the slant where they touch or overlap sideways); the reader decides between
@@ -43,6 +44,8 @@ NARROWEST = 0.12  # a digit ("1") is at least this wide, in line heights ...
 WIDEST = 1.3  # ... and at most this wide
 CORE = 0.5  # components are found in the ink over this level (the stroke cores)
 MAX_CUTS = 14  # cut candidates per component, those crossing the least ink
+JOIN = 0.5  # neighbouring pieces that share this much of the narrower one's columns ...
+JOINED = 3  # ... may be read as one digit (reader.segmented), up to this many of them
 REACH = 0.25  # a cut path strays at most this far (in line heights) from where it starts ...
 SIDEWAYS = 0.5  # ... and each column it moves costs as much as half a pixel of ink crossed
 
@@ -288,6 +291,41 @@ def segments(piece: Piece, line: Line) -> tuple[int, list[tuple[int, int, Piece]
             if one is not None and ((i, j) == (0, last) or low <= one.mask.shape[1] <= high):
                 found.append((i, j, one))
     return last, found
+
+
+def side_overlap(a: Piece, b: Piece) -> float:
+    """The columns two pieces share, as a share of the narrower one's width."""
+    shared = min(a.box[2], b.box[2]) - max(a.box[0], b.box[0])
+    return max(shared, 0) / max(min(a.box[2] - a.box[0], b.box[2] - b.box[0]), 1)
+
+
+def joined(pieces: list[Piece], line: Line) -> Piece:
+    """Several pieces as one (their masks in the box around them all)."""
+    top = min(p.top for p in pieces)
+    left = min(p.left for p in pieces)
+    bottom = max(p.top + p.mask.shape[0] for p in pieces)
+    right = max(p.left + p.mask.shape[1] for p in pieces)
+    mask = np.zeros((bottom - top, right - left), dtype=bool)
+    for p in pieces:
+        rows, cols = p.mask.shape
+        mask[p.top - top:p.top - top + rows, p.left - left:p.left - left + cols] |= p.mask
+    return Piece(mask, top, left, line.box(top, left, bottom, right))
+
+
+def unions(pieces: list[Piece], line: Line) -> list[tuple[int, int, Piece]]:
+    """Runs of neighbouring pieces, k to m inclusive, that may be one digit drawn in strokes
+    apart (a 9's loop and its stem, the two halves of an 8), as (k, m, the pieces joined):
+    each shares at least JOIN of the narrower one's columns with the next, there are at
+    most JOINED of them, and together they are no wider than a digit can be."""
+    found = []
+    for k in range(len(pieces) - 1):
+        for m in range(k + 1, min(k + JOINED, len(pieces))):
+            if side_overlap(pieces[m - 1], pieces[m]) < JOIN:
+                break
+            union = joined(pieces[k:m + 1], line)
+            if union.mask.shape[1] <= WIDEST * line.height:
+                found.append((k, m, union))
+    return found
 
 
 def clean_ink(grey: Image.Image, dark_ink: bool, scale: float) -> tuple[np.ndarray, float]:
