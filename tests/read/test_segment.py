@@ -7,18 +7,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from digitlab.inference.cuts import WIDEST, cut_paths, part, segments, unions
 from digitlab.inference.preprocess import ImageError, grey_levels
 from digitlab.inference.reader import WIDE_COST, best_path, part_score
-from digitlab.inference.segment import (
-    MAX_SIDE,
-    WIDEST,
-    Piece,
-    cut_paths,
-    find_line,
-    part,
-    segments,
-    unions,
-)
+from digitlab.inference.segment import MAX_SIDE, Piece, find_line
 
 
 def canvas(width: int = 400, height: int = 100) -> tuple[Image.Image, ImageDraw.ImageDraw]:

@@ -17,10 +17,11 @@ from PIL import Image
 
 from digitlab.errors import UsageError
 from digitlab.i18n import _
+from digitlab.inference.cuts import WIDEST, segments, unions
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import ImageError, grey_levels, open_image
 from digitlab.inference.run import Run, load_run
-from digitlab.inference.segment import WIDEST, Line, Piece, find_line, segments, unions
+from digitlab.inference.segment import Line, Piece, find_line
 
 METHODS = ("auto", "segment", "ctc")
 SHORT = 0.6  # a part lower than this (in line heights) is unlikely to be a digit: each
