@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from digitlab.inference.cuts import WIDEST, cut_paths, part, segments, unions
-from digitlab.inference.preprocess import ImageError, grey_levels
+from digitlab.inference.preprocess import ImageError, bounding_box, grey_levels
 from digitlab.inference.reader import WIDE_COST, best_path, part_score
 from digitlab.inference.segment import MAX_SIDE, Piece, find_line
 
@@ -142,6 +143,30 @@ def test_digits_that_overlap_sideways_are_cut_along_the_slant():
     assert left.box[0] <= 100 and left.box[2] <= 140
     assert right.box[0] >= 118 and right.box[2] >= 160
     assert left.box[1] <= 22 and left.box[3] >= 80 and right.box[1] <= 22
+
+
+def test_a_long_number_of_touching_digits_can_be_cut_into_all_of_them():
+    """24 zeros joined in a chain are one piece: it gets enough cut candidates to be read as
+    24 digits, not only as one (with at most MAX_CUTS = 14 cuts it could not be tiled)."""
+    image, draw = canvas()
+    zero(draw, 60)
+    line, _pieces = pieces_of(image)  # a line of 60 px digits
+    chain, draw = canvas(1040, 100)
+    for k in range(24):
+        zero(draw, 20 + 42 * k)
+        if k:
+            draw.line((12 + 42 * k, 50, 24 + 42 * k, 50), fill=0, width=6)  # a join
+    mask = np.asarray(chain) < 128
+    top, left, bottom, right = bounding_box(mask)
+    piece = Piece(mask[top:bottom, left:right], top, left, (left, top, right, bottom))
+    assert ndimage.label(piece.mask, structure=np.ones((3, 3)))[1] == 1
+    last, parts = segments(piece, line)
+    assert last >= 24
+    split = [(i, j) for i, j, _p in parts if (i, j) != (0, last)]
+    path = best_path(split, [-1.0] * len(split), last)  # each part costs 1: the fewest parts
+    assert 12 <= len(path) <= 24  # a tiling by parts no wider than a digit can be
+    assert all(p.mask.shape[1] <= WIDEST * line.height for i, j, p in parts
+               if (i, j) != (0, last))
 
 
 def test_narrow_components_are_not_cut():

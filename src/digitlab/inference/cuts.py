@@ -20,7 +20,8 @@ from digitlab.inference.segment import Line, Piece
 DOUBT = 0.8  # a component this wide (in line heights) may hold touching digits
 NARROWEST = 0.12  # a digit ("1") is at least this wide, in line heights ...
 WIDEST = 1.3  # ... and at most this wide
-MAX_CUTS = 14  # cut candidates per component, those crossing the least ink
+MAX_CUTS = 14  # cut candidates per component, those crossing the least ink, or more in a
+CUTS_PER_HEIGHT = 4  # ... long one: this many per line height of its width
 JOIN = 0.5  # neighbouring pieces that share this much of the narrower one's columns ...
 JOINED = 3  # ... may be read as one digit (reader.segmented), up to this many of them
 REACH = 0.25  # a cut path strays at most this far (in line heights) from where it starts ...
@@ -72,7 +73,8 @@ def cut_paths(piece: Piece, line: Line) -> list[np.ndarray]:
     to its bottom one (the first column right of the cut, per row) that cross the least ink
     near each column, so that digits which overlap sideways or touch along a slant come
     apart; the straight cuts at the thinnest columns are candidates too. At most MAX_CUTS of
-    the cheapest, none closer to an edge or to each other than the narrowest digit."""
+    the cheapest (CUTS_PER_HEIGHT per line height in a long piece: a number of many touching
+    digits), none closer to an edge or to each other than the narrowest digit."""
     ink = piece.mask.astype(np.float64)
     rows, width = ink.shape
     gap = max(2, int(NARROWEST * line.height))
@@ -84,12 +86,13 @@ def cut_paths(piece: Piece, line: Line) -> list[np.ndarray]:
     costs = np.concatenate([costs, ink[:, straight].sum(axis=0)])
     paths = np.concatenate([paths, np.repeat(np.array(straight, dtype=np.int64)[:, None],
                                              rows, axis=1)])
+    limit = max(MAX_CUTS, int(CUTS_PER_HEIGHT * width / line.height))
     chosen: list[np.ndarray] = []
     for i in np.argsort(costs, kind="stable"):
         mean = paths[i].mean()
         if gap <= mean <= width - gap and all(abs(mean - c.mean()) >= gap for c in chosen):
             chosen.append(paths[i])
-        if len(chosen) == MAX_CUTS:
+        if len(chosen) == limit:
             break
     return sorted(chosen, key=lambda path: path.mean())
 
@@ -97,12 +100,14 @@ def cut_paths(piece: Piece, line: Line) -> list[np.ndarray]:
 def part(piece: Piece, left: np.ndarray, right: np.ndarray, line: Line) -> Piece | None:
     """The piece's ink between two boundaries (per row: from column left[row] up to, not
     including, right[row]), trimmed to its box; None when there is none."""
-    columns = np.arange(piece.mask.shape[1])[None, :]
-    mask = piece.mask & (columns >= left[:, None]) & (columns < right[:, None])
+    start, stop = int(left.min()), int(right.max())  # only the columns between them
+    columns = np.arange(start, max(stop, start))[None, :]
+    mask = (piece.mask[:, start:stop] & (columns >= left[:, None])
+            & (columns < right[:, None]))
     if not mask.any():
         return None
     top, x0, bottom, x1 = bounding_box(mask)
-    y, x = piece.top + top, piece.left + x0
+    y, x = piece.top + top, piece.left + start + x0
     return Piece(mask[top:bottom, x0:x1], y, x, line.box(y, x, y + bottom - top, x + x1 - x0))
 
 
@@ -117,11 +122,15 @@ def segments(piece: Piece, line: Line) -> tuple[int, list[tuple[int, int, Piece]
         edges[1:1] = cut_paths(piece, line)
     last = len(edges) - 1
     low, high = NARROWEST * line.height, WIDEST * line.height
-    found = []
+    found = [(0, last, piece)]  # whole, whatever its width
     for i in range(last):
         for j in range(i + 1, last + 1):
+            if (i, j) == (0, last):
+                continue
+            if edges[j].min() - edges[i].max() > high:
+                continue  # it has ink in every column between them: wider than a digit
             one = part(piece, edges[i], edges[j], line)
-            if one is not None and ((i, j) == (0, last) or low <= one.mask.shape[1] <= high):
+            if one is not None and low <= one.mask.shape[1] <= high:
                 found.append((i, j, one))
     return last, found
 
