@@ -131,7 +131,7 @@ class Reader:
 
     def segmented(self, line: Line, pieces: list[Piece]) -> Reading:
         """The line read as the run of parts the model is surest of, over the whole line: each
-        piece whole or cut (segment.segments), and neighbouring pieces that share most of
+        piece whole or cut (cuts.segments), and neighbouring pieces that share most of
         their columns (a 9's loop and its stem drawn apart) also read as one."""
         predictor = Predictor.from_run(self.run)
         ranges, parts, starts = [], [], [0]  # starts: each piece's first boundary
