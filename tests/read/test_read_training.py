@@ -3,6 +3,7 @@ that load_run reads, the report, exact resume, and the settings a read run refus
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -105,6 +106,21 @@ def test_settings_a_read_run_refuses(settings, key):
 def test_read_preset_loads():
     cfg, _explicit = build_config(Path(__file__).resolve().parents[2] / "configs" / "read.toml")
     assert (cfg.train.task, cfg.model.name, cfg.train.preset) == ("read", "crnn", "read")
+
+
+def test_the_bengali_read_preset_is_the_read_preset_on_cmaterdb():
+    """configs/read-bangla.toml keeps read.toml's model, lines and augmentation: only the
+    digits, the number of (shorter) epochs and the log interval differ."""
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    latin, _explicit = build_config(configs / "read.toml")
+    bengali, _explicit = build_config(configs / "read-bangla.toml")
+    assert (bengali.data.name, bengali.train.preset) == ("cmaterdb", "read-bangla")
+    same = dataclasses.replace(
+        bengali, data=dataclasses.replace(bengali.data, name=latin.data.name),
+        train=dataclasses.replace(bengali.train, preset=latin.train.preset,
+                                  epochs=latin.train.epochs,
+                                  log_interval=latin.train.log_interval))
+    assert same == latin
 
 
 def test_plot_schedule_counts_the_batches_of_a_read_run():
