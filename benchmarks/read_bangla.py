@@ -40,8 +40,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300, help="numbers per set")
     args = parser.parse_args()
 
-    test = cmaterdb.load(args.data_dir, allow_download=False).test
-    classes = cmaterdb.load(args.data_dir, allow_download=False).classes
+    dataset = cmaterdb.load(args.data_dir, allow_download=False)
+    test, classes = dataset.test, dataset.classes
     readers = {"segment": Reader.load(args.bangla, "segment", device="cpu"),
                "ctc": Reader.load(args.read, "ctc", device="cpu")}
     gen = torch.Generator().manual_seed(SEED)

@@ -87,14 +87,15 @@ def cut_paths(piece: Piece, line: Line) -> list[np.ndarray]:
     paths = np.concatenate([paths, np.repeat(np.array(straight, dtype=np.int64)[:, None],
                                              rows, axis=1)])
     limit = max(MAX_CUTS, int(CUTS_PER_HEIGHT * width / line.height))
-    chosen: list[np.ndarray] = []
+    means = paths.mean(axis=1)  # where each path lies, on average
+    chosen: list[int] = []
     for i in np.argsort(costs, kind="stable"):
-        mean = paths[i].mean()
-        if gap <= mean <= width - gap and all(abs(mean - c.mean()) >= gap for c in chosen):
-            chosen.append(paths[i])
+        if gap <= means[i] <= width - gap and all(abs(means[i] - means[c]) >= gap
+                                                  for c in chosen):
+            chosen.append(i)
         if len(chosen) == limit:
             break
-    return sorted(chosen, key=lambda path: path.mean())
+    return [paths[i] for i in sorted(chosen, key=lambda i: means[i])]
 
 
 def part(piece: Piece, left: np.ndarray, right: np.ndarray, line: Line) -> Piece | None:
