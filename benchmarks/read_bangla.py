@@ -1,8 +1,9 @@
-"""Whole numbers in Bengali digits, read both ways: `segment` with a `bangla` run (each digit
-cut out and read by the single-digit model) and `ctc` with a `read-bangla` run (the line read
-as a whole). The numbers are composed from CMATERdb's test digits, as `digitlab bench --parts
-read` composes MNIST's (3-8 digits, seed 2026), and written as PNG files, as phone photos, and
-with every pair of neighbours touching.
+"""Whole numbers in Bengali digits, read three ways: `segment` with a `bangla` run (each digit
+cut out and read by the single-digit model), `ctc` with a `read-bangla` run (the line read as a
+whole), and `combined`, the two runs together (`digitlab read RUN --digits RUN`). The numbers
+are composed from CMATERdb's test digits, as `digitlab bench --parts read` composes MNIST's
+(3-8 digits, seed 2026), and written as PNG files, as phone photos, and with every pair of
+neighbours touching.
 
     python benchmarks/read_bangla.py --data-dir DIR --bangla RUN --read RUN [--count 300]
 
@@ -44,6 +45,7 @@ def main() -> None:
     test, classes = dataset.test, dataset.classes
     readers = {"segment": Reader.load(args.bangla, "segment", device="cpu"),
                "ctc": Reader.load(args.read, "ctc", device="cpu")}
+    readers["combined"] = Reader(readers["ctc"].run, "combined", digits=readers["segment"].run)
     gen = torch.Generator().manual_seed(SEED)
     numbers = compose(test.images, test.labels, args.count, gen, *DIGITS)
     touching = compose(test.images, test.labels, args.count, gen, *DIGITS, touching=1.0)

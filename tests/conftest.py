@@ -107,6 +107,22 @@ def digits_run(tmp_path_factory, session_cache) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ctc_run(tmp_path_factory, session_cache) -> str:
+    """A CTC number reader trained for 2 epochs on lines of the bundled digits (seconds);
+    shared by the read tests."""
+    from digitlab.cli import main
+
+    run = tmp_path_factory.getbasetemp() / "shared-run-ctc"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGITLAB_CACHE", str(session_cache))
+        mp.delenv("DIGITLAB_DATA", raising=False)
+        code = main(["train", "--task", "read", "--dataset", "digits", "--epochs", "2",
+                     "--out", str(run)])
+    assert code == 0, "training the shared CTC test model failed"
+    return str(run)
+
+
+@pytest.fixture(scope="session")
 def bangla_run(tmp_path_factory, session_cache) -> Path:
     """configs/bangla.toml trained on the shared CMATERdb files (about half a minute on two
     cores); shared by the accuracy gate, the Bengali predict tests and the browser test.

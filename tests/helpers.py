@@ -255,3 +255,19 @@ def exported_probabilities(run: Path, fmt: str, digits: np.ndarray, folder: Path
     else:
         logits = torch.jit.load(str(out))(torch.from_numpy(pixels)).detach()
     return (logits / Predictor.load(run, device="cpu").temperature).softmax(1)
+
+
+def digit_line(path, digits: list[int]) -> str:
+    """A line of scikit-learn digits (the tiny run's own training set: it reads them),
+    each upsampled to 48x48, dark on white, 16 pixels apart."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    picked = [int(np.flatnonzero(bunch.target == d)[0]) for d in digits]
+    line = Image.new("L", (16 + 64 * len(digits), 80), 255)
+    for k, i in enumerate(picked):
+        digit = Image.fromarray((255 - bunch.images[i] * 255 / 16).astype(np.uint8))
+        line.paste(digit.resize((48, 48), Image.Resampling.BICUBIC), (16 + 64 * k, 16))
+    line.save(path)
+    return "".join(map(str, digits))

@@ -172,9 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_("print JSON: each digit's label, probability and box"))
     p.add_argument("--show", metavar="DIR",
                    help=_("save each input with the digits' boxes and labels drawn on it"))
-    p.add_argument("--method", default="auto", choices=("auto", "segment", "ctc"),
+    p.add_argument("--method", default="auto", choices=("auto", "segment", "ctc", "combined"),
                    help=_("segment: cut the line into digits and read each; ctc: a sequence "
-                          "model; auto (default): the one the run was trained for"))
+                          "model; combined: a sequence model and --digits together; auto "
+                          "(default): combined with --digits, else the one the run was "
+                          "trained for"))
+    p.add_argument("--digits", metavar="RUN_DIR",
+                   help=_("with a run trained with --task read: a single-digit run (such as "
+                          "configs/robust.toml's) that reads the line with it (--method "
+                          "combined: the most accurate)"))
     p.add_argument("--beam", type=int, default=0, metavar="WIDTH",
                    help=_("ctc: decode with a prefix beam search of this width (default 0: "
                           "greedy)"))
@@ -190,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=float, default=0.6, metavar="P",
                    help=_("below this (calibrated) top probability the page says not sure and "
                           "the API answers \"sure\": false (default 0.6)"))
+    p.add_argument("--digits", metavar="RUN_DIR",
+                   help=_("with a run trained with --task read: a single-digit run that reads "
+                          "numbers with it (POST /read, method combined)"))
     p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("export", parents=[common], help=_("export a run's model to ONNX or "
@@ -220,8 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=_("evaluate reading numbers: DIR holds images of handwritten numbers "
                           "and a labels.csv with a file,text header; writes "
                           "RUN_DIR/evaluation-lines-<name>.json and a gallery of the mistakes"))
-    p.add_argument("--method", default="auto", choices=("auto", "segment", "ctc"),
+    p.add_argument("--method", default="auto", choices=("auto", "segment", "ctc", "combined"),
                    help=_("with --lines: how to read the numbers (as `digitlab read`)"))
+    p.add_argument("--digits", metavar="RUN_DIR",
+                   help=_("with --lines and a run trained with --task read: a single-digit "
+                          "run that reads with it (as `digitlab read --digits`)"))
     p.add_argument("--device", default="auto", help=_("auto, cpu, cuda, cuda:N or mps"))
 
     p = sub.add_parser("bench", parents=[common],

@@ -138,7 +138,7 @@ def cmd_serve(args) -> int:
     from digitlab.serve.app import serve
 
     serve(args.model, host=args.host, port=args.port, device=args.device,
-          min_confidence=args.min_confidence)
+          min_confidence=args.min_confidence, digits=args.digits)
     return 0
 
 

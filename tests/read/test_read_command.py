@@ -5,28 +5,13 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from digitlab.cli import main
 from digitlab.errors import UsageError
 from digitlab.inference.reader import Reader, resolve_method
-
-
-def digit_line(path, digits: list[int]) -> str:
-    """A line of scikit-learn digits (the tiny run's own training set: it reads them),
-    each upsampled to 48x48, dark on white, 16 pixels apart."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    picked = [int(np.flatnonzero(bunch.target == d)[0]) for d in digits]
-    line = Image.new("L", (16 + 64 * len(digits), 80), 255)
-    for k, i in enumerate(picked):
-        digit = Image.fromarray((255 - bunch.images[i] * 255 / 16).astype(np.uint8))
-        line.paste(digit.resize((48, 48), Image.Resampling.BICUBIC), (16 + 64 * k, 16))
-    line.save(path)
-    return "".join(map(str, digits))
+from helpers import digit_line
 
 
 def test_read_prints_one_line_per_file_and_json_with_boxes(digits_run, tmp_path, capsys):
@@ -111,15 +96,6 @@ def test_evaluate_lines_refuses_a_folder_without_labels_or_with_bad_ones(digits_
     (folder / "labels.csv").write_text("file,text\na.png,1x2\n")
     assert main(["evaluate", str(digits_run), "--lines", str(folder)]) == 2
     assert "digits only" in capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def ctc_run(tmp_path_factory) -> str:
-    """A CTC number reader trained for 2 epochs on lines of the bundled digits (seconds)."""
-    run = tmp_path_factory.mktemp("ctc") / "run"
-    assert main(["train", "--task", "read", "--dataset", "digits", "--epochs", "2",
-                 "--out", str(run)]) == 0
-    return str(run)
 
 
 def test_a_read_run_reads_with_ctc_and_boxes_inside_the_image(ctc_run, tmp_path, capsys):

@@ -29,7 +29,8 @@ def cmd_read(args) -> int:
     from digitlab.inference.reader import Reader, show
 
     folder = show_folder(args.show)
-    reader = Reader.load(args.model, method=args.method, device=args.device, beam=args.beam)
+    reader = Reader.load(args.model, method=args.method, device=args.device, beam=args.beam,
+                         digits=args.digits)
     files = expand_inputs(args.paths)
     results, failed = [], 0
     for index, path in enumerate(files):
@@ -63,7 +64,8 @@ def evaluate_lines_command(args) -> int:
 
     if args.images is not None or args.data_dir:
         raise UsageError(_("--lines excludes --images and --data-dir: give one of them"))
-    report = evaluate_lines(args.run_dir, args.lines, method=args.method, device=args.device)
+    report = evaluate_lines(args.run_dir, args.lines, method=args.method, device=args.device,
+                            digits=args.digits)
     print(format_report(report))
     unreadable = [m for m in report["mistakes"] if m["read"] is None]
     for item in unreadable:

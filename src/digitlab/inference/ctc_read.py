@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from digitlab.data.lines import normalize
+from digitlab.data.lines import Placement, normalize
 from digitlab.i18n import _
 from digitlab.inference.preprocess import ImageError
 from digitlab.inference.run import Run
@@ -41,9 +41,10 @@ def line_ink(line: Line, pieces: list[Piece]) -> np.ndarray:
 
 
 @torch.no_grad()
-def read_line(run: Run, line: Line, pieces: list[Piece], name: str, beam_width: int = 0):
-    from digitlab.inference.reader import reading
-
+def line_log_probs(run: Run, line: Line, pieces: list[Piece], name: str
+                   ) -> tuple[np.ndarray, Placement]:
+    """The model's log-probabilities [T, C + 1] for each step of the line's ink, and the
+    placement that maps the steps' columns back to the input."""
     try:
         image, placement = normalize(torch.from_numpy(line_ink(line, pieces)), line.stroke)
     except ValueError:
@@ -52,14 +53,29 @@ def read_line(run: Run, line: Line, pieces: list[Piece], name: str, beam_width: 
     x = ((image - run.mean) / run.std)[None].to(run.device)
     model = with_test_shifts(run.model, run.cfg.data.test_shifts)  # as its test was read
     logits = model(x).float() / run.temperature
+    return logits.log_softmax(2)[0].cpu().numpy(), placement
+
+
+def step_boxes(run: Run, line: Line, placement: Placement,
+               spans: list[tuple[int, int]]) -> list[tuple]:
+    """The input's box of each span of steps [t0, t1), across the line's height."""
+    step = run.model.columns_per_step
+    top, bottom = placement.rows
+    boxes = []
+    for t0, t1 in spans:
+        left, right = placement.to_input(t0 * step, t1 * step)
+        boxes.append(line.box(top, left, bottom, right))
+    return boxes
+
+
+def read_line(run: Run, line: Line, pieces: list[Piece], name: str, beam_width: int = 0):
+    from digitlab.inference.reader import reading
+
+    log_probs, placement = line_log_probs(run, line, pieces, name)
+    logits = torch.from_numpy(log_probs)[None]  # log-probabilities decode as logits do
     decoded = (beam(logits, beam_width) if beam_width > 0 else greedy(logits))[0]
     if not decoded.labels:
         raise ImageError(_("{name}: no digits read in the ink that was found").format(
             name=name))
-    step = run.model.columns_per_step
-    top, bottom = placement.rows
-    boxes = []
-    for t0, t1 in decoded.spans:
-        left, right = placement.to_input(t0 * step, t1 * step)
-        boxes.append(line.box(top, left, bottom, right))
-    return reading([run.classes[k] for k in decoded.labels], decoded.probs, boxes, "ctc")
+    return reading([run.classes[k] for k in decoded.labels], decoded.probs,
+                   step_boxes(run, line, placement, decoded.spans), "ctc")

@@ -169,3 +169,21 @@ def unions(pieces: list[Piece], line: Line) -> list[tuple[int, int, Piece]]:
             if union.mask.shape[1] <= WIDEST * line.height:
                 found.append((k, m, union))
     return found
+
+
+def line_parts(pieces: list[Piece], line: Line) -> tuple[list[tuple[int, int]], list[Piece], int]:
+    """Every part the line may be read in, as (ranges, parts, end): part k lies between the
+    line's boundaries ranges[k] = (i, j), numbered left to right over all its pieces (each
+    piece's own, from `segments`) from 0 to end; a run of pieces that may be one digit
+    (`unions`) spans from its first piece's left boundary to its last one's right. Each piece
+    whole is a part, so some run of parts always tiles 0..end."""
+    ranges, parts, starts = [], [], [0]  # starts: each piece's first boundary
+    for piece in pieces:
+        last, found = segments(piece, line)
+        ranges += [(starts[-1] + i, starts[-1] + j) for i, j, _p in found]
+        parts += [p for _i, _j, p in found]
+        starts.append(starts[-1] + last)
+    for k, m, union in unions(pieces, line):
+        ranges.append((starts[k], starts[m + 1]))
+        parts.append(union)
+    return ranges, parts, starts[-1]

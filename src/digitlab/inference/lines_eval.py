@@ -103,8 +103,9 @@ def mistakes_gallery(folder: Path, mistakes: list[dict], path: Path, title: str)
 
 
 def evaluate_lines(run_dir: str | Path, lines_dir: str | Path, method: str = "auto",
-                   device: str = "auto") -> dict:
-    """Read every labelled image; write the JSON and the gallery; the evaluation with paths."""
+                   device: str = "auto", digits: str | Path | None = None) -> dict:
+    """Read every labelled image; write the JSON and the gallery; the evaluation with paths.
+    digits: a single-digit run beside a CTC run_dir (the combined method)."""
     from digitlab.viz.images import output_name
 
     run_dir, lines_dir = Path(run_dir), Path(lines_dir)
@@ -117,11 +118,12 @@ def evaluate_lines(run_dir: str | Path, lines_dir: str | Path, method: str = "au
         raise UsageError(_("--lines {folder}: the results would be written inside it (to "
                            "{run_dir}); keep the run directory outside the images folder")
                          .format(folder=lines_dir, run_dir=run_dir))
-    reader = Reader.load(run_dir, method, device)
+    reader = Reader.load(run_dir, method, device, digits=digits)
     for folder in (run_dir, run_dir / "plots"):
         ensure_writable(folder)
     rows = read_all(reader, lines_dir, reader.run.classes)
-    evaluation = {"lines_dir": str(lines_dir), "method": reader.method, **summarize(rows)}
+    evaluation = {"lines_dir": str(lines_dir), "method": reader.method,
+                  "digits_run": None if digits is None else str(digits), **summarize(rows)}
     name = output_name(lines_dir)
     json_path = run_dir / f"evaluation-lines-{name}.json"
     gallery_path = run_dir / "plots" / f"mistakes-lines-{name}.png"

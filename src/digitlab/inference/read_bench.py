@@ -1,7 +1,8 @@
 """`digitlab bench --parts read`: the two ways of reading a number, side by side.
 
 - segment: configs/robust.toml's single-digit model, the line cut into digits (inference.segment);
-- ctc: configs/read.toml's sequence model (`digitlab train --task read`).
+- ctc: configs/read.toml's sequence model (`digitlab train --task read`);
+- combined: the two runs together (inference.combined).
 Each reads three sets of handwritten numbers of 3 to 8 digits, composed by data.lines.compose
 with a fixed seed and written as PNG files (dark ink on white, at twice the composed size),
 then read back exactly as `digitlab read` reads them:
@@ -30,13 +31,14 @@ from digitlab.inference.preprocess import ImageError, open_image
 from digitlab.inference.reader import Reader
 from digitlab.training.sequence import edit_distance
 
-METHODS = {"segment": "robust", "ctc": "read"}  # method -> the preset trained for it
+PRESETS = {"segment": "robust", "ctc": "read"}  # method -> the preset trained for it
+METHODS = (*PRESETS, "combined")  # combined: the read run, the robust run beside it
 TRAIN_SEED = 0
 LINES = 500  # numbers per set
 DIGITS = (3, 8)  # digits per number
 SEED = 2026  # the sets' seed
 SETS = {"mnist": N_("MNIST test digits, apart"),
-        "sklearn": N_("scikit-learn digits (other writers)"),
+        "sklearn": N_("scikit-learn digits, 43 writers"),
         "touching": N_("MNIST test digits, touching"),
         "photos": N_("MNIST numbers as phone photos")}
 
@@ -127,7 +129,7 @@ def run_read(test: Split, runs: dict[str, Path], data_dir: str | None, console,
     from digitlab.inference.robustness import recorded_seconds
     from digitlab.training.bench import preset_path, train_preset
 
-    for preset in METHODS.values():
+    for preset in PRESETS.values():
         if preset not in runs:
             preset_path(preset)  # a missing preset stops before any work
     result: dict = {"train_seed": TRAIN_SEED, "count": count, "methods": {}, "sets": {}}
@@ -140,7 +142,8 @@ def run_read(test: Split, runs: dict[str, Path], data_dir: str | None, console,
             files[name] = write_lines(Path(folder) / name, lines)
         (Path(folder) / "photos").mkdir()
         files["photos"] = write_lines(Path(folder) / "photos", sets["mnist"], photos=True)
-        for method, preset in METHODS.items():
+        readers = {}
+        for method, preset in PRESETS.items():
             path, seconds = runs.get(preset), None
             if path is None:
                 console.print(_("read: training preset {preset} (seed {seed}) ...").format(
@@ -149,9 +152,12 @@ def run_read(test: Split, runs: dict[str, Path], data_dir: str | None, console,
                 seconds = train_preset(preset, TRAIN_SEED, data_dir, path)["train_seconds"]
             else:
                 seconds = recorded_seconds(path)
-            reader = Reader.load(path, method, device="cpu")
+            readers[method] = Reader.load(path, method, device="cpu")
             result["methods"][method] = {"preset": preset, "train_seconds": seconds,
                                          "run": str(runs[preset]) if preset in runs else None}
+        readers["combined"] = Reader(readers["ctc"].run, "combined",
+                                     digits=readers["segment"].run)
+        for method, reader in readers.items():
             for name, listed in files.items():
                 result["sets"].setdefault(name, {})[method] = score(reader, listed)
     return result
@@ -174,10 +180,10 @@ def table(result: dict) -> Table:
                       f"{100 * row[method]['cer']:.2f}%"]
         table.add_row(_(SETS[name]), *cells)
     times = []
-    for method in METHODS:
+    for method in PRESETS:
         info = result["methods"][method]
         seconds = info["train_seconds"]
         times += [("-" if seconds is None else f"{seconds:,.1f}") + ("*" if info["run"] else ""),
                   ""]
-    table.add_row(_("training time (s)"), *times)
+    table.add_row(_("training time (s)"), *times, _("both"), "")
     return table

@@ -1,8 +1,9 @@
 """Read a handwritten number: a photo or scan of one line of digits -> its text.
 
-Two methods. `segment` cuts the line into digits (inference.segment) and reads each with a
+Three methods. `segment` cuts the line into digits (inference.segment) and reads each with a
 single-digit run, as `digitlab predict` would; `ctc` reads the whole line with a sequence model
-trained with `digitlab train --task read`. `auto` takes the one the run was trained for.
+trained with `digitlab train --task read`; `combined` (inference.combined) reads it with both,
+a CTC run and a single-digit one beside it. `auto` takes the one the runs given are for.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from PIL import Image
 
 from digitlab.errors import UsageError
 from digitlab.i18n import _
-from digitlab.inference.cuts import WIDEST, segments, unions
+from digitlab.inference.cuts import WIDEST, line_parts
 from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import ImageError, grey_levels, open_image
 from digitlab.inference.run import Run, load_run
 from digitlab.inference.segment import Line, Piece, find_line
 
-METHODS = ("auto", "segment", "ctc")
+METHODS = ("auto", "segment", "ctc", "combined")
 SHORT = 0.6  # a part lower than this (in line heights) is unlikely to be a digit: each
 SHORT_COST = 10.0  # ... line height lower costs this much log-probability, and a piece
 WIDE_COST = 3.0  # ... read whole though wider than WIDEST this much for each line height more
@@ -53,11 +54,19 @@ def is_read_run(run: Run) -> bool:
     return run.cfg.train.task == "read"
 
 
-def resolve_method(run: Run, method: str) -> str:
+def resolve_method(run: Run, method: str, digits: Run | None = None) -> str:
+    """The method `method` names for this run: auto is combined when a single-digit run
+    `digits` is given beside a CTC run, else the one the run was trained for."""
     if method not in METHODS:
         raise UsageError(_("unknown method {method!r}; use one of: {choices}").format(
             method=method, choices=", ".join(METHODS)))
     ctc = is_read_run(run)
+    if digits is not None:
+        check_partner(run, digits, method)
+        return "combined"
+    if method == "combined":
+        raise UsageError(_("--method combined needs a run trained with --task read and "
+                           "--digits RUN_DIR, a single-digit run (such as configs/robust.toml's)"))
     if method == "auto":
         return "ctc" if ctc else "segment"
     if method == "ctc" and not ctc:
@@ -69,20 +78,44 @@ def resolve_method(run: Run, method: str) -> str:
     return method
 
 
+def check_partner(run: Run, digits: Run, method: str) -> None:
+    """--digits RUN_DIR: a single-digit run of the same digits, beside a CTC run, for the
+    combined method."""
+    if not is_read_run(run):
+        raise UsageError(_("--digits goes with a run trained with --task read; this one reads "
+                           "single digits: give it as the run instead"))
+    if is_read_run(digits):
+        raise UsageError(_("--digits needs a single-digit run (such as configs/robust.toml's); "
+                           "that one was trained with --task read"))
+    if method not in ("auto", "combined"):
+        raise UsageError(_("--digits is for --method combined; leave it out to read with "
+                           "--method {method}").format(method=method))
+    if tuple(digits.classes) != tuple(run.classes):
+        raise UsageError(_("--digits: that run reads {theirs}, this one {ours}; give a "
+                           "single-digit run of the same digits").format(
+            theirs=" ".join(digits.classes), ours=" ".join(run.classes)))
+
+
 def reading(labels: list[str], probs: list[float], boxes: list[tuple], method: str) -> Reading:
     digits = tuple(ReadDigit(label, float(p), tuple(int(v) for v in box))
                    for label, p, box in zip(labels, probs, boxes, strict=True))
     return Reading("".join(labels), float(math.prod(probs)) if probs else 0.0, digits, method)
 
 
-def part_score(probs: torch.Tensor, piece: Piece, line: Line) -> float:
-    """How likely a part is one digit: the log-probability of its reading, less SHORT_COST
-    for each line height it is lower than SHORT (a piece of a stroke, not a digit), and
-    WIDE_COST for each line height it is wider than WIDEST (two digits or more)."""
+def part_cost(piece: Piece, line: Line) -> float:
+    """What a part's shape costs it (in log-probability) as one digit: SHORT_COST for each
+    line height it is lower than SHORT (a piece of a stroke, not a digit), and WIDE_COST for
+    each line height it is wider than WIDEST (two digits or more)."""
     rows, cols = piece.mask.shape
     short = max(0.0, SHORT - rows / line.height)
     wide = max(0.0, cols / line.height - WIDEST)
-    return math.log(max(float(probs.max()), 1e-12)) - SHORT_COST * short - WIDE_COST * wide
+    return SHORT_COST * short + WIDE_COST * wide
+
+
+def part_score(probs: torch.Tensor, piece: Piece, line: Line) -> float:
+    """How likely a part is one digit: the log-probability of its reading, less its
+    part_cost."""
+    return math.log(max(float(probs.max()), 1e-12)) - part_cost(piece, line)
 
 
 def best_path(ranges: list[tuple[int, int]], scores: list[float], end: int) -> list[int]:
@@ -103,17 +136,19 @@ class Reader:
     """A run and the method it reads numbers with; `Reader.load` reads a run directory."""
 
     run: Run
-    method: str  # "segment" or "ctc"
+    method: str  # "segment", "ctc" or "combined"
     beam: int = 0  # ctc: the beam search's width; 0 decodes greedily
+    digits: Run | None = None  # combined: the single-digit run beside the CTC one
 
     @classmethod
     def load(cls, source: str | Path, method: str = "auto", device: str = "auto",
-             beam: int = 0) -> Reader:
+             beam: int = 0, digits: str | Path | None = None) -> Reader:
         run = load_run(source, device)
-        method = resolve_method(run, method)
+        partner = load_run(digits, device) if digits is not None else None
+        method = resolve_method(run, method, partner)
         if beam < 0 or (beam and method != "ctc"):
             raise UsageError(_("--beam is a width of at least 1, for the ctc method only"))
-        return cls(run, method, beam)
+        return cls(run, method, beam, partner)
 
     def read(self, source: str | Path | bytes) -> Reading:
         """The number in an image file (or its bytes); ImageError when there is none."""
@@ -127,6 +162,10 @@ class Reader:
             from digitlab.inference.ctc_read import read_line
 
             return read_line(self.run, line, pieces, name, self.beam)
+        if self.method == "combined":
+            from digitlab.inference.combined import read_combined
+
+            return read_combined(self.run, self.digits, line, pieces, name)
         return self.segmented(line, pieces)
 
     def segmented(self, line: Line, pieces: list[Piece]) -> Reading:
@@ -134,20 +173,12 @@ class Reader:
         piece whole or cut (cuts.segments), and neighbouring pieces that share most of
         their columns (a 9's loop and its stem drawn apart) also read as one."""
         predictor = Predictor.from_run(self.run)
-        ranges, parts, starts = [], [], [0]  # starts: each piece's first boundary
-        for piece in pieces:
-            last, found = segments(piece, line)
-            ranges += [(starts[-1] + i, starts[-1] + j) for i, j, _p in found]
-            parts += [p for _i, _j, p in found]
-            starts.append(starts[-1] + last)
-        for k, m, union in unions(pieces, line):
-            ranges.append((starts[k], starts[m + 1]))
-            parts.append(union)
+        ranges, parts, end = line_parts(pieces, line)
         if not parts:
             raise ImageError(_("no digits found (the image looks blank)"))
         probs = predictor.probabilities(np.stack([line.frame(p) for p in parts]))
         scores = [part_score(row, p, line) for row, p in zip(probs, parts, strict=True)]
-        chosen = best_path(ranges, scores, starts[-1])  # each piece whole is a part: a path
+        chosen = best_path(ranges, scores, end)  # each piece whole is a part: a path
         classes = predictor.classes
         return reading([classes[int(probs[k].argmax())] for k in chosen],
                        [float(probs[k].max()) for k in chosen],

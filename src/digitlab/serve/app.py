@@ -199,21 +199,24 @@ class Static(StaticFiles):
 
 
 def create_app(predictor: Predictor, host: str = "127.0.0.1",
-               min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> FastAPI:
+               min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+               digits: Predictor | None = None) -> FastAPI:
     """The app for `predictor`, served on the address `host`: on loopback, requests must name
     this machine in their Host header (see guard.RequestGuard). Answers below min_confidence,
-    in (0, 1], are "sure": false."""
+    in (0, 1], are "sure": false. digits: a single-digit run beside a CTC `predictor`, that
+    /read reads with (the combined method)."""
     check_min_confidence(min_confidence)
+    method = resolve_method(predictor, "auto", digits)  # ctc for a read run; combined with digits
     app = FastAPI(title="digitlab", version="1", docs_url=None, redoc_url=None,  # /docs: a CDN
                   summary="Draw a digit or write a number; a trained model reads it.")
     app.state.predictor = predictor
-    reader = Reader(predictor, resolve_method(predictor, "auto"))  # ctc for a read run
+    reader = Reader(predictor, method, digits=digits)
     read_run = is_read_run(predictor)
     limiter = CapacityLimiter(READ_THREADS)
     app.add_middleware(RequestGuard, hosts=allowed_hosts(host))
     app.add_exception_handler(ImageError, image_error)
     app.add_exception_handler(PayloadTooLarge, too_large)
-    page = render(predictor)  # in the language of the moment: --lang, $DIGITLAB_LANG
+    page = render(predictor, method)  # in the language of the moment: --lang, $DIGITLAB_LANG
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -260,12 +263,13 @@ def create_app(predictor: Predictor, host: str = "127.0.0.1",
 
 
 def serve(source: str, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> None:
+          min_confidence: float = DEFAULT_MIN_CONFIDENCE, digits: str | None = None) -> None:
     check_min_confidence(min_confidence)  # before the model loads: a usage error is instant
     sock = listen(host, port)  # so is a port in use; and the port is ours from here on
     try:
+        partner = Predictor.load(digits, device=device) if digits is not None else None
         app = create_app(Predictor.load(source, device=device), host=host,
-                         min_confidence=min_confidence)
+                         min_confidence=min_confidence, digits=partner)
         announce(app.state.predictor, host, port)
         run(app, sock)
     finally:

@@ -131,7 +131,7 @@ def model_line(info: dict) -> str:
     return " \u00b7 ".join(parts)
 
 
-def page_data(predictor: Predictor) -> dict:
+def page_data(predictor: Predictor, method: str) -> dict:
     """What app.js reads from the page: its messages, the run's class names, its task
     ("classify", or "read": no digit pad) and the method /read reads with."""
     messages = {key: _(message) for key, message in JS_MESSAGES.items()}
@@ -139,7 +139,7 @@ def page_data(predictor: Predictor) -> dict:
     messages["no_digits_detail"] = _(NO_DIGITS_DETAIL).format(name=UPLOAD_NAME)
     return {"lang": language(), "classes": list(predictor.classes), "messages": messages,
             "task": "read" if is_read_run(predictor) else "classify",
-            "method": resolve_method(predictor, "auto")}
+            "method": method}
 
 
 def script_json(value: object) -> str:
@@ -148,8 +148,9 @@ def script_json(value: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render(predictor: Predictor) -> str:
-    """index.html for `predictor`, in the current language."""
+def render(predictor: Predictor, method: str | None = None) -> str:
+    """index.html for `predictor`, in the current language; method: the one /read reads with
+    (None: the run's own)."""
     read_run = is_read_run(predictor)
     fields = {key: html.escape(_(message)) for key, message in HTML_MESSAGES.items()}
     fields["status"] = html.escape(_(JS_MESSAGES["draw"]))
@@ -167,5 +168,6 @@ def render(predictor: Predictor) -> str:
         endpoint=", ".join(f"<code>{endpoint}</code>" for endpoint in endpoints),
         schema='<a href="/openapi.json">/openapi.json</a>')
     fields["lang"] = html.escape(language())
-    fields["data"] = script_json(page_data(predictor))
+    fields["data"] = script_json(page_data(predictor,
+                                           method or resolve_method(predictor, "auto")))
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(fields)

@@ -101,10 +101,10 @@ def _add(beams: dict, prefix: tuple, blank_end: float, label_end: float) -> None
     beams[prefix] = (np.logaddexp(old_blank, blank_end), np.logaddexp(old_label, label_end))
 
 
-def prefix_beam(log_probs: np.ndarray, width: int) -> tuple[int, ...]:
-    """CTC prefix beam search over log_probs [T, C + 1]: the labelling with the highest
-    probability summed over its alignments, among the `width` kept at every step. Each prefix
-    keeps two scores: its paths that end in a blank, and those that end in its last label."""
+def prefix_beams(log_probs: np.ndarray, width: int) -> list[tuple[int, ...]]:
+    """CTC prefix beam search over log_probs [T, C + 1]: the `width` labellings kept at the
+    last step, the most probable (summed over its alignments) first. Each prefix keeps two
+    scores: its paths that end in a blank, and those that end in its last label."""
     blank = log_probs.shape[1] - 1
     beams = {(): (0.0, -math.inf)}
     for frame in log_probs:
@@ -120,7 +120,25 @@ def prefix_beam(log_probs: np.ndarray, width: int) -> tuple[int, ...]:
                 else:
                     _add(extended, prefix + (label,), -math.inf, total + p)
         beams = dict(sorted(extended.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:width])
-    return max(beams.items(), key=lambda kv: np.logaddexp(*kv[1]))[0]
+    return list(beams)  # sorted, the most probable first
+
+
+def prefix_beam(log_probs: np.ndarray, width: int) -> tuple[int, ...]:
+    """The labelling prefix_beams finds most probable."""
+    return prefix_beams(log_probs, width)[0]
+
+
+def log_likelihoods(log_probs: np.ndarray, labellings: list[tuple[int, ...]]) -> np.ndarray:
+    """log P(labelling | line) for each labelling (non-empty), summed over all its alignments
+    to the frames of log_probs [T, C + 1] (the CTC forward algorithm, as the loss computes it)."""
+    steps, classes = log_probs.shape
+    frames = torch.from_numpy(log_probs).float()[:, None, :].expand(steps, len(labellings),
+                                                                     classes)
+    targets = torch.tensor([label for labels in labellings for label in labels])
+    lengths = torch.tensor([len(labels) for labels in labellings])
+    nll = F.ctc_loss(frames, targets, torch.full((len(labellings),), steps), lengths,
+                     blank=classes - 1, reduction="none")
+    return (-nll).double().numpy()
 
 
 def align(log_probs: np.ndarray, labels: tuple[int, ...]) -> list[int]:
@@ -156,12 +174,14 @@ def beam(logits: torch.Tensor, width: int = 8, lengths_T: torch.Tensor | None = 
     """CTC prefix beam search with `width` prefixes kept per step: one Decoded per line."""
     log_probs = logits.detach().float().log_softmax(2).cpu().numpy()
     steps = [log_probs.shape[1]] * len(log_probs) if lengths_T is None else lengths_T.tolist()
-    decoded = []
-    for i in range(len(log_probs)):
-        frames = log_probs[i, :steps[i]]
-        labels = prefix_beam(frames, width)
-        decoded.append(_runs(align(frames, labels), np.exp(frames), frames.shape[1] - 1))
-    return decoded
+    return [aligned(log_probs[i, :steps[i]], prefix_beam(log_probs[i, :steps[i]], width))
+            for i in range(len(log_probs))]
+
+
+def aligned(log_probs: np.ndarray, labels: tuple[int, ...]) -> Decoded:
+    """`labels` read from the frames log_probs [T, C + 1]: each label's frames and probability
+    from the most likely alignment (align)."""
+    return _runs(align(log_probs, labels), np.exp(log_probs), log_probs.shape[1] - 1)
 
 
 def edit_distance(a: list[int], b: list[int]) -> int:
