@@ -1,4 +1,4 @@
-"""`digitlab bench --parts read`: the two ways of reading a number, side by side.
+"""`digitlab bench --parts read`: the ways of reading a number, side by side.
 
 - segment: configs/robust.toml's single-digit model, the line cut into digits (inference.segment);
 - ctc: configs/read.toml's sequence model (`digitlab train --task read`);
