@@ -121,6 +121,22 @@ def test_without_a_bengali_font_one_line_says_the_names_are_boxes(monkeypatch, c
     assert capsys.readouterr().err.count(i18n._(fonts.NO_FONT_FOR_NAMES)) == 1
 
 
+def test_without_a_bengali_font_a_saved_figure_warns_once_not_per_glyph(monkeypatch, capsys,
+                                                                         tmp_path):
+    # a bangla run's log on a machine without the font filled with one matplotlib warning per
+    # Bengali digit per figure, after the one line that already says so
+    monkeypatch.setattr(fonts, "bengali_font", lambda: None)
+    monkeypatch.setattr(fonts, "_noticed_names", [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for k in range(2):
+            fig = plots.confusion_figure(torch.eye(10, dtype=torch.long), BENGALI)
+            plots.save_figure(fig, tmp_path / f"confusion-{k}.png")
+    assert not missing_glyphs(caught)
+    assert capsys.readouterr().err.count(i18n._(fonts.NO_FONT_FOR_NAMES)) == 1
+    assert (tmp_path / "confusion-1.png").stat().st_size > 0
+
+
 # ---------------------------------------------------------------- report.html
 
 

@@ -77,7 +77,7 @@ def summarize(rows: list[dict]) -> dict:
 
 def mistakes_gallery(folder: Path, mistakes: list[dict], path: Path, title: str) -> None:
     """Each mistake: the image, titled with the true and the read digits."""
-    from digitlab.viz.fonts import apply_font
+    from digitlab.viz.fonts import tight_layout
     from digitlab.viz.plots import pyplot, save_figure
 
     plt = pyplot()
@@ -97,8 +97,7 @@ def mistakes_gallery(folder: Path, mistakes: list[dict], path: Path, title: str)
     if not shown:
         axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     fig.suptitle(title)
-    apply_font(fig)
-    fig.tight_layout()
+    tight_layout(fig)  # in a font that draws the run's digits, Bengali ones too
     save_figure(fig, path)
 
 

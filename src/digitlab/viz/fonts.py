@@ -12,8 +12,10 @@ mnist+cmaterdb on tick labels and titles) gets the same font, so that ৭ is nev
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+import warnings
 
 from digitlab.i18n import DEFAULT, N_, _, language
 from digitlab.scripts import has_bengali
@@ -71,23 +73,38 @@ def _texts(fig) -> list:
     return texts
 
 
-def apply_font(fig) -> None:
+def apply_font(fig) -> bool:
     """Give every text of `fig` the language's font, DejaVu Sans after it for what it lacks;
-    the Bengali font in any language when the figure shows Bengali text (class names)."""
+    the Bengali font in any language when the figure shows Bengali text (class names).
+    True when it shows Bengali text that no installed font can draw (said once, in one line)."""
     texts = _texts(fig)
     font = figure_font()
     if font is None and any(has_bengali(text.get_text()) for text in texts):
         font = bengali_font()
-        if font is None and not _noticed_names:
-            _noticed_names.append(True)
-            print(_(NO_FONT_FOR_NAMES), file=sys.stderr)
-    if font is None:
-        return
-    for text in texts:
-        text.set_fontfamily([font, "DejaVu Sans"])
+        if font is None:
+            if not _noticed_names:
+                _noticed_names.append(True)
+                print(_(NO_FONT_FOR_NAMES), file=sys.stderr)
+            return True
+    if font is not None:
+        for text in texts:
+            text.set_fontfamily([font, "DejaVu Sans"])
+    return False
+
+
+@contextlib.contextmanager
+def drawing(fig):
+    """apply_font(fig), then draw (lay out, save) inside: where Bengali text has no font, the
+    one line apply_font prints says so, and matplotlib's warning for each missing glyph is
+    not repeated."""
+    boxes = apply_font(fig)
+    with warnings.catch_warnings():
+        if boxes:
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        yield
 
 
 def tight_layout(fig) -> None:
     """fig.tight_layout(), measured in the language's font (apply_font first)."""
-    apply_font(fig)
-    fig.tight_layout()
+    with drawing(fig):
+        fig.tight_layout()

@@ -9,7 +9,7 @@ import torch
 
 from digitlab.i18n import N_
 from digitlab.io import atomic_write_bytes
-from digitlab.viz.fonts import apply_font, tight_layout, tr
+from digitlab.viz.fonts import drawing, tight_layout, tr
 
 
 def pyplot():
@@ -28,9 +28,9 @@ def pyplot():
 
 
 def save_figure(fig, path: str | Path) -> None:
-    apply_font(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    with drawing(fig):
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     pyplot().close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
