@@ -6,6 +6,7 @@
     labels, probabilities = run.predict(images)   # uint8 [N, 28, 28], or image files
     run.predictions(images)                       # [{"label": 7, "text": "৭", ...}, ...]
     run.plot("curves")                            # a matplotlib Figure
+    read_run.read("number.jpg", digits=run)      # whole numbers: [{"text": "4721", ...}]
     run = dl.load_run("runs/...")                 # the same Run, from disk
 
 A thin layer over what the CLI runs: `train` is digitlab.training.loop.train followed by the
@@ -86,6 +87,18 @@ class Run:
             raise UsageError(_("top_k must be a whole number of at least 1, got {value!r}")
                              .format(value=top_k))
         return [prediction(probs, self.classes, top_k) for probs in self._probabilities(images)]
+
+    def read(self, images, *, digits: Run | None = None, method: str = "auto",
+             beam: int = 0) -> list[dict]:
+        """Handwritten numbers, read as `digitlab read` reads them: one dict per image, as
+        `--json` prints it (text, confidence, method, and each digit's label, probability and
+        box; "file" for files). images: image files or folders, or one image (a PIL Image or a
+        uint8 array [H, W]). This run is a CTC run (`--task read`) or a single-digit one (the
+        line cut into digits); digits: a single-digit Run to read beside a CTC run (combined)."""
+        from digitlab.inference.reader import Reader, read_images
+
+        partner = digits.predictor if digits is not None else None
+        return read_images(Reader.of(self.predictor, method, beam, partner), images)
 
     def _probabilities(self, images: Images) -> torch.Tensor:
         """[N, C] on the CPU, with the run's temperature (see predict)."""

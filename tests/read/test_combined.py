@@ -184,3 +184,27 @@ def test_serve_refuses_a_bad_pair_and_lets_the_port_go(digits_run, monkeypatch):
     with pytest.raises(UsageError, match="--digits goes with a run trained with --task read"):
         app_module.serve(str(digits_run), device="cpu", digits=str(digits_run))
     assert opened and opened[0].fileno() == -1  # closed
+
+
+def test_the_python_api_reads_numbers_as_the_cli_does(ctc_run, digits_run, tmp_path, capsys):
+    from PIL import Image
+
+    import digitlab as dl
+
+    digit_line(tmp_path / "a.png", [2, 5, 8])
+    assert main(["read", ctc_run, str(tmp_path / "a.png"), "--digits", str(digits_run),
+                 "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    reader, single = dl.load_run(ctc_run, device="cpu"), dl.load_run(digits_run, device="cpu")
+    assert reader.read(tmp_path / "a.png", digits=single) == expected
+    assert reader.read([tmp_path], digits=single) == expected  # a folder
+    image = Image.open(tmp_path / "a.png")
+    (from_image,) = reader.read(image, digits=single)
+    assert from_image == {k: v for k, v in expected[0].items() if k != "file"}
+    assert reader.read(np.asarray(image), digits=single) == [from_image]
+    assert reader.read(image)[0]["method"] == "ctc"
+    assert single.read(image)[0]["method"] == "segment"
+    with pytest.raises(UsageError, match="uint8 array"):
+        reader.read(np.zeros((2, 20, 60), dtype=np.uint8))
+    with pytest.raises(UsageError, match="--beam"):
+        reader.read(image, digits=single, beam=4)

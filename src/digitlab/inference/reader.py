@@ -143,12 +143,18 @@ class Reader:
     @classmethod
     def load(cls, source: str | Path, method: str = "auto", device: str = "auto",
              beam: int = 0, digits: str | Path | None = None) -> Reader:
-        run = load_run(source, device)
         partner = load_run(digits, device) if digits is not None else None
-        method = resolve_method(run, method, partner)
-        if beam < 0 or (beam and method != "ctc"):
+        return cls.of(load_run(source, device), method, beam, partner)
+
+    @classmethod
+    def of(cls, run: Run, method: str = "auto", beam: int = 0, digits: Run | None = None
+           ) -> Reader:
+        """The reader for runs already loaded: `method` resolved, the pair and beam checked."""
+        method = resolve_method(run, method, digits)
+        if isinstance(beam, bool) or not isinstance(beam, int) or beam < 0 or (
+                beam and method != "ctc"):
             raise UsageError(_("--beam is a width of at least 1, for the ctc method only"))
-        return cls(run, method, beam, partner)
+        return cls(run, method, beam, digits)
 
     def read(self, source: str | Path | bytes) -> Reading:
         """The number in an image file (or its bytes); ImageError when there is none."""
@@ -183,6 +189,25 @@ class Reader:
         return reading([classes[int(probs[k].argmax())] for k in chosen],
                        [float(probs[k].max()) for k in chosen],
                        [parts[k].box for k in chosen], "segment")
+
+
+def read_images(reader: Reader, images) -> list[dict]:
+    """What `digitlab read --json` prints for each image: image files and folders (each dict
+    with its "file"), or one image given as a PIL Image or a uint8 array [H, W]."""
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        array = np.asarray(images.cpu() if isinstance(images, torch.Tensor) else images)
+        if array.ndim != 2 or array.dtype != np.uint8:
+            raise UsageError(_("read takes image files, a PIL image or a uint8 array [H, W]; "
+                               "got an array of shape {shape} and type {dtype}").format(
+                shape=list(array.shape), dtype=array.dtype))
+        images = Image.fromarray(array)
+    if isinstance(images, Image.Image):
+        return [reader.read_image(images).as_json()]
+    from digitlab.inference.predictor import expand_inputs
+
+    paths = [images] if isinstance(images, (str, Path)) else list(images)
+    return [{"file": str(path), **reader.read(path).as_json()}
+            for path in expand_inputs([str(p) for p in paths])]
 
 
 def show(image: Image.Image, result: Reading, path: Path) -> Path:
