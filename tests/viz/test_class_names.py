@@ -121,6 +121,25 @@ def test_without_a_bengali_font_one_line_says_the_names_are_boxes(monkeypatch, c
     assert capsys.readouterr().err.count(i18n._(fonts.NO_FONT_FOR_NAMES)) == 1
 
 
+def test_a_font_installed_after_matplotlib_cached_its_fonts_is_found(monkeypatch):
+    # apt-get install fonts-lohit-beng-bengali after matplotlib had run: its cached font list
+    # lacks the font, and figures fell back to English with boxes for Bengali digits
+    from matplotlib import font_manager
+
+    files = [f for f in font_manager.findSystemFonts()
+             if any(word in Path(f).name.lower() for word in fonts.BENGALI_FILES)]
+    if not files:
+        pytest.skip("no Bengali font file on this machine (install fonts-lohit-beng-bengali)")
+    stale = [entry for entry in font_manager.fontManager.ttflist
+             if entry.name not in fonts.BENGALI_FAMILIES]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", stale)
+    fonts.bengali_font.cache_clear()
+    try:
+        assert fonts.bengali_font() in fonts.BENGALI_FAMILIES
+    finally:
+        fonts.bengali_font.cache_clear()
+
+
 def test_without_a_bengali_font_a_saved_figure_warns_once_not_per_glyph(monkeypatch, capsys,
                                                                          tmp_path):
     # a bangla run's log on a machine without the font filled with one matplotlib warning per

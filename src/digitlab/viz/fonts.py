@@ -16,6 +16,7 @@ import contextlib
 import functools
 import sys
 import warnings
+from pathlib import Path
 
 from digitlab.i18n import DEFAULT, N_, _, language
 from digitlab.scripts import has_bengali
@@ -23,6 +24,7 @@ from digitlab.scripts import has_bengali
 # First found wins; all of them carry the Bengali block.
 BENGALI_FAMILIES = ("Noto Sans Bengali", "Noto Sans Bengali UI", "Noto Serif Bengali",
                     "Lohit Bengali", "Lohit Assamese")
+BENGALI_FILES = ("bengali", "assamese")  # their font files' names hold one of these words
 NO_FONT = N_("no Bengali font found (install fonts-noto-core or fonts-lohit-beng-bengali); "
              "figures stay in English")
 NO_FONT_FOR_NAMES = N_("no Bengali font found (install fonts-noto-core or "
@@ -34,11 +36,24 @@ _noticed_names: list[bool] = []  # NO_FONT_FOR_NAMES, once per process
 
 @functools.cache
 def bengali_font() -> str | None:
-    """The family name of the first installed Bengali-capable font, or None."""
+    """The family name of the first installed Bengali-capable font, or None. matplotlib keeps
+    the fonts it found in a cache file; a font installed after that (apt-get install
+    fonts-lohit-beng-bengali once matplotlib has run) is missing from it, so the system's font
+    files are looked through once more for one."""
     from matplotlib import font_manager
 
-    installed = {entry.name for entry in font_manager.fontManager.ttflist}
-    return next((family for family in BENGALI_FAMILIES if family in installed), None)
+    def first() -> str | None:
+        installed = {entry.name for entry in font_manager.fontManager.ttflist}
+        return next((family for family in BENGALI_FAMILIES if family in installed), None)
+
+    if first() is None:
+        for path in font_manager.findSystemFonts():
+            if any(word in Path(path).name.lower() for word in BENGALI_FILES):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):
+                    continue  # an unreadable font file: the next one
+    return first()
 
 
 def figure_font() -> str | None:
