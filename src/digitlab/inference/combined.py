@@ -26,8 +26,6 @@ import numpy as np
 
 from digitlab.i18n import _
 from digitlab.inference.ctc_read import line_log_probs, step_boxes
-from digitlab.inference.cuts import line_parts
-from digitlab.inference.predictor import Predictor
 from digitlab.inference.preprocess import ImageError
 from digitlab.inference.run import Run
 from digitlab.inference.segment import Line, Piece
@@ -83,15 +81,11 @@ def digit_shares(texts: list[tuple[int, ...]], total: np.ndarray, best: int) -> 
 
 
 def read_combined(ctc_run: Run, digit_run: Run, line: Line, pieces: list[Piece], name: str):
-    from digitlab.inference.reader import part_cost, reading
+    from digitlab.inference.reader import part_cost, read_parts, reading
 
     log_probs, placement = line_log_probs(ctc_run, line, pieces, name)
-    ranges, parts, end = line_parts(pieces, line)
-    if not parts:
-        raise ImageError(_("{name}: no digits found (the image looks blank)").format(
-            name=name))
-    probs = Predictor.from_run(digit_run).probabilities(
-        np.stack([line.frame(p) for p in parts])).double().numpy()
+    ranges, parts, end, probs = read_parts(digit_run, line, pieces)
+    probs = probs.double().numpy()
     part_logs = np.log(np.maximum(probs, 1e-12)) - np.array(
         [part_cost(p, line) for p in parts])[:, None]
     cut_readings = [tuple(int(probs[k].argmax()) for k in path)

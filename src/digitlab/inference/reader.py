@@ -19,7 +19,7 @@ from PIL import Image
 from digitlab.errors import UsageError
 from digitlab.i18n import _
 from digitlab.inference.cuts import WIDEST, line_parts
-from digitlab.inference.predictor import Predictor
+from digitlab.inference.predictor import Predictor, expand_inputs
 from digitlab.inference.preprocess import ImageError, grey_levels, open_image
 from digitlab.inference.run import Run, load_run
 from digitlab.inference.segment import Line, Piece, find_line
@@ -118,6 +118,17 @@ def part_score(probs: torch.Tensor, piece: Piece, line: Line) -> float:
     return math.log(max(float(probs.max()), 1e-12)) - part_cost(piece, line)
 
 
+def read_parts(run: Run, line: Line, pieces: list[Piece]
+               ) -> tuple[list[tuple[int, int]], list[Piece], int, torch.Tensor]:
+    """Every part the line may be read in (cuts.line_parts: ranges, parts, end) and the
+    single-digit run's probabilities [P, C] for each, read as predict reads a digit."""
+    ranges, parts, end = line_parts(pieces, line)
+    if not parts:
+        raise ImageError(_("no digits found (the image looks blank)"))
+    probs = Predictor.from_run(run).probabilities(np.stack([line.frame(p) for p in parts]))
+    return ranges, parts, end, probs
+
+
 def best_path(ranges: list[tuple[int, int]], scores: list[float], end: int) -> list[int]:
     """Which of the ranges (i, j), from boundary i to boundary j, tile 0..end with the
     highest total score (the sum of the log-probabilities of their readings): a dynamic
@@ -178,14 +189,10 @@ class Reader:
         """The line read as the run of parts the model is surest of, over the whole line: each
         piece whole or cut (cuts.segments), and neighbouring pieces that share most of
         their columns (a 9's loop and its stem drawn apart) also read as one."""
-        predictor = Predictor.from_run(self.run)
-        ranges, parts, end = line_parts(pieces, line)
-        if not parts:
-            raise ImageError(_("no digits found (the image looks blank)"))
-        probs = predictor.probabilities(np.stack([line.frame(p) for p in parts]))
+        ranges, parts, end, probs = read_parts(self.run, line, pieces)
         scores = [part_score(row, p, line) for row, p in zip(probs, parts, strict=True)]
         chosen = best_path(ranges, scores, end)  # each piece whole is a part: a path
-        classes = predictor.classes
+        classes = self.run.classes
         return reading([classes[int(probs[k].argmax())] for k in chosen],
                        [float(probs[k].max()) for k in chosen],
                        [parts[k].box for k in chosen], "segment")
@@ -203,8 +210,6 @@ def read_images(reader: Reader, images) -> list[dict]:
         images = Image.fromarray(array)
     if isinstance(images, Image.Image):
         return [reader.read_image(images).as_json()]
-    from digitlab.inference.predictor import expand_inputs
-
     paths = [images] if isinstance(images, (str, Path)) else list(images)
     return [{"file": str(path), **reader.read(path).as_json()}
             for path in expand_inputs([str(p) for p in paths])]

@@ -22,7 +22,7 @@ from string import Template
 
 from digitlab.i18n import N_, _, language, ngettext
 from digitlab.inference.predictor import Predictor
-from digitlab.inference.reader import is_read_run, resolve_method
+from digitlab.inference.reader import is_read_run
 from digitlab.io import dumps_json
 from digitlab.scripts import digit_value
 
@@ -148,9 +148,8 @@ def script_json(value: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render(predictor: Predictor, method: str | None = None) -> str:
-    """index.html for `predictor`, in the current language; method: the one /read reads with
-    (None: the run's own)."""
+def render(predictor: Predictor, method: str) -> str:
+    """index.html for `predictor`, in the current language; method: the one /read reads with."""
     read_run = is_read_run(predictor)
     fields = {key: html.escape(_(message)) for key, message in HTML_MESSAGES.items()}
     fields["status"] = html.escape(_(JS_MESSAGES["draw"]))
@@ -168,6 +167,5 @@ def render(predictor: Predictor, method: str | None = None) -> str:
         endpoint=", ".join(f"<code>{endpoint}</code>" for endpoint in endpoints),
         schema='<a href="/openapi.json">/openapi.json</a>')
     fields["lang"] = html.escape(language())
-    fields["data"] = script_json(page_data(predictor,
-                                           method or resolve_method(predictor, "auto")))
+    fields["data"] = script_json(page_data(predictor, method))
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(fields)
