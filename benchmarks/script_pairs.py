@@ -17,6 +17,7 @@ CMATER, Jadavpur University).
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -78,6 +79,11 @@ def main() -> None:
                         help="LATIN:BENGALI digit values, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, not {args.steps}")
+    if not re.fullmatch(r"[0-9]:[0-9](,[0-9]:[0-9])*", args.pairs):
+        parser.error(f"--pairs takes LATIN:BENGALI digit values such as 0:0,2:2, "
+                     f"not {args.pairs!r}")
     pairs = [tuple(int(v) for v in pair.split(":")) for pair in args.pairs.split(",")]
 
     cfg, _sources = build_config(preset_path("bilingual"), [], {"seed": args.seed})

@@ -64,3 +64,11 @@ def test_the_script_runs_on_the_shared_data(cmater_dir, mnist_dir):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 / ০" in done.stdout
     assert "of 100" in done.stdout and "of 980" in done.stdout  # both test splits' zeros
+
+
+def test_the_script_refuses_bad_arguments_in_one_line():
+    for args in (["--pairs", "0-0"], ["--pairs", "0:10"], ["--pairs", ""], ["--steps", "0"]):
+        done = subprocess.run([sys.executable, str(SCRIPT), "--data-dir", "nowhere", *args],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Traceback" not in done.stderr and args[0] in done.stderr, (args, done.stderr)
